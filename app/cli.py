@@ -1,0 +1,15 @@
+"""`pavenet-app`: reserved; implemented in issue 6."""
+
+from __future__ import annotations
+
+import sys
+
+from pavenet.cli_utils import not_implemented
+
+
+def main(argv: list[str] | None = None) -> int:
+    return not_implemented("pavenet-app", 6)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
