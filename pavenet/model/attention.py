@@ -1,0 +1,162 @@
+"""Attention blocks in plain PyTorch (run on CPU, export to ONNX with dynamic query counts).
+
+``ms_deform_attn`` is multi-scale deformable attention (Deformable DETR, Zhu et al. 2021)
+written with ``F.grid_sample``; the encoder uses it with points around each token, the pose
+decoder with points anchored at each keypoint of a query's pose (PETR / PAVE-Net).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def ms_deform_attn(values: list[torch.Tensor], locations: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Sample and mix multi-level features.
+
+    Args:
+        values: L tensors [B*M, Dh, H_l, W_l] (M heads, Dh channels per head).
+        locations: [B, Q, M, L, P, 2] sampling points, normalised (0, 0) top-left to (1, 1)
+            bottom-right of the image.
+        weights: [B, Q, M, L, P] attention weights (already normalised).
+
+    Returns:
+        [B, Q, M * Dh].
+    """
+    b, q, m = locations.shape[:3]
+    grids = (2 * locations - 1).permute(0, 2, 1, 3, 4, 5).flatten(0, 1)  # [B*M, Q, L, P, 2]
+    w = weights.permute(0, 2, 1, 3, 4).flatten(0, 1)  # [B*M, Q, L, P]
+    out = None
+    for level, value in enumerate(values):
+        # grid_sample: [B*M, Dh, H, W] x [B*M, Q, P, 2] -> [B*M, Dh, Q, P]
+        sampled = F.grid_sample(value, grids[:, :, level], mode="bilinear", padding_mode="zeros",
+                                align_corners=False)
+        term = (sampled * w[:, None, :, level]).sum(-1)  # [B*M, Dh, Q]
+        out = term if out is None else out + term
+    dh = values[0].shape[1]
+    return out.view(b, m, dh, q).permute(0, 3, 1, 2).reshape(b, q, m * dh)
+
+
+def split_heads(value: torch.Tensor, shapes: list[tuple[int, int]], heads: int) -> list[torch.Tensor]:
+    """[B, S, D] flattened levels -> L tensors [B*M, D/M, H_l, W_l]."""
+    b, _, d = value.shape
+    out, start = [], 0
+    for h, w in shapes:
+        v = value[:, start:start + h * w]  # [B, h*w, D]
+        out.append(v.transpose(1, 2).reshape(b * heads, d // heads, h, w))
+        start += h * w
+    return out
+
+
+class MultiHeadAttention(nn.Module):
+    """Standard scaled dot-product attention, written out so exported shapes stay symbolic."""
+
+    def __init__(self, d_model: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        self.heads = heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """[B, N, D] x3 -> [B, N, D]."""
+        b, n, d = q.shape
+        h = self.heads
+
+        def heads(x: torch.Tensor) -> torch.Tensor:
+            return x.view(b, -1, h, d // h).transpose(1, 2)  # [B, h, N, D/h]
+
+        attn = heads(self.q_proj(q)) @ heads(self.k_proj(k)).transpose(-1, -2) / math.sqrt(d // h)
+        out = self.dropout(attn.softmax(-1)) @ heads(self.v_proj(v))  # [B, h, N, D/h]
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d_model: int, hidden: int, dropout: float = 0.0):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d_model, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
+                                 nn.Linear(hidden, d_model), nn.Dropout(dropout))
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x + self.net(x))
+
+
+def _reset_projections(attn: nn.Module) -> None:
+    """Uniform attention weights at start; Xavier value and output projections (Deformable DETR)."""
+    nn.init.zeros_(attn.attention_weights.weight)
+    nn.init.zeros_(attn.attention_weights.bias)
+    for lin in (attn.value_proj, attn.output_proj):
+        nn.init.xavier_uniform_(lin.weight)
+        nn.init.zeros_(lin.bias)
+
+
+class DeformableSelfAttention(nn.Module):
+    """Encoder attention: each token samples P points per head and level around itself."""
+
+    def __init__(self, d_model: int, heads: int, levels: int, points: int):
+        super().__init__()
+        self.heads, self.levels, self.points = heads, levels, points
+        self.sampling_offsets = nn.Linear(d_model, heads * levels * points * 2)
+        self.attention_weights = nn.Linear(d_model, heads * levels * points)
+        self.value_proj = nn.Linear(d_model, d_model)
+        self.output_proj = nn.Linear(d_model, d_model)
+        self._reset()
+
+    def _reset(self) -> None:
+        # Deformable DETR's init: points start on rays in 8 directions at growing distances.
+        nn.init.zeros_(self.sampling_offsets.weight)
+        theta = torch.arange(self.heads, dtype=torch.float32) * (2 * math.pi / self.heads)
+        grid = torch.stack([theta.cos(), theta.sin()], -1)
+        grid = (grid / grid.abs().max(-1, keepdim=True)[0]).view(self.heads, 1, 1, 2)
+        grid = grid.repeat(1, self.levels, self.points, 1) * torch.arange(1, self.points + 1).view(1, 1, -1, 1)
+        with torch.no_grad():
+            self.sampling_offsets.bias.copy_(grid.flatten())
+        _reset_projections(self)
+
+    def forward(self, query: torch.Tensor, reference: torch.Tensor, value: torch.Tensor,
+                shapes: list[tuple[int, int]]) -> torch.Tensor:
+        """query [B, S, D] (with position), reference [B, S, 2], value [B, S, D] -> [B, S, D]."""
+        b, s, _ = query.shape
+        m, lv, p = self.heads, self.levels, self.points
+        offsets = self.sampling_offsets(query).view(b, s, m, lv, p, 2)
+        sizes = torch.tensor([[w, h] for h, w in shapes], dtype=query.dtype, device=query.device)
+        locations = reference[:, :, None, None, None, :] + offsets / sizes[None, None, None, :, None, :]
+        weights = self.attention_weights(query).view(b, s, m, lv * p).softmax(-1).view(b, s, m, lv, p)
+        values = split_heads(self.value_proj(value), shapes, m)
+        return self.output_proj(ms_deform_attn(values, locations, weights))
+
+
+class PoseDeformableAttention(nn.Module):
+    """Pose-aware cross-attention: P points per keypoint, head and level, anchored at the query's
+    keypoints with offsets scaled by the size of the pose's box (PETR, PAVE-Net)."""
+
+    def __init__(self, d_model: int, heads: int, levels: int, keypoints: int, points: int):
+        super().__init__()
+        self.heads, self.levels, self.keypoints, self.points = heads, levels, keypoints, points
+        self.sampling_offsets = nn.Linear(d_model, heads * levels * keypoints * points * 2)
+        self.attention_weights = nn.Linear(d_model, heads * levels * keypoints * points)
+        self.value_proj = nn.Linear(d_model, d_model)
+        self.output_proj = nn.Linear(d_model, d_model)
+        # Every point starts on its keypoint; the layer learns where around it to look.
+        nn.init.zeros_(self.sampling_offsets.weight)
+        nn.init.zeros_(self.sampling_offsets.bias)
+        _reset_projections(self)
+
+    def forward(self, query: torch.Tensor, keypoints: torch.Tensor, value: torch.Tensor,
+                shapes: list[tuple[int, int]]) -> torch.Tensor:
+        """query [B, N, D], keypoints [B, N, K, 2] normalised, value [B, S, D] (levels ``shapes``) -> [B, N, D]."""
+        b, n, _ = query.shape
+        m, lv, k, p = self.heads, self.levels, self.keypoints, self.points
+        scale = (keypoints.amax(2) - keypoints.amin(2)).clamp(min=0.02)  # [B, N, 2] box size
+        offsets = self.sampling_offsets(query).view(b, n, m, lv, k, p, 2) * 0.5
+        anchors = keypoints[:, :, None, None, :, None, :]  # [B, N, 1, 1, K, 1, 2]
+        locations = (anchors + offsets * scale[:, :, None, None, None, None, :]).view(b, n, m, lv, k * p, 2)
+        weights = self.attention_weights(query).view(b, n, m, lv * k * p).softmax(-1).view(b, n, m, lv, k * p)
+        values = split_heads(self.value_proj(value), shapes, m)
+        return self.output_proj(ms_deform_attn(values, locations, weights))

@@ -1,0 +1,169 @@
+"""Model configurations as flat dataclasses (torch-free: the runtime reads them from metadata).
+
+Two presets ship: ``pavenet-t`` (real-time on a CPU) and ``pavenet-r50`` (paper scale, as in
+PAVE-Net: ResNet-50, D=256, 6 encoder layers, 3 decoder layers, 300 queries). Any field can be
+overridden with ``key=value`` strings or a JSON/TOML file of such keys.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from pavenet.errors import PavenetError
+from pavenet.layouts import get_layout
+
+BACKBONES = ("light", "resnet18", "resnet34", "resnet50")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a PAVENet model.
+
+    Attributes:
+        name: preset the config started from.
+        layout: keypoint layout name (sets K).
+        input_width, input_height: the model's input size in pixels (frames are letterboxed).
+        backbone: ``light`` (CPU real-time) or ``resnet18|34|50`` (torchvision-compatible keys).
+        backbone_width: channel multiplier of the light backbone.
+        frozen_bn: freeze backbone BatchNorm statistics (use with pretrained weights).
+        d_model: width D of the transformer.
+        num_heads: attention heads.
+        ffn_dim: hidden width of feed-forward blocks.
+        num_levels: feature levels at strides 8, 16, 32 (and 64 when 4).
+        encoder_levels: the encoder runs over the tokens of the coarsest this-many levels; finer
+            levels are only sampled by the decoder (cheap high resolution for small people).
+        encoder_layers, encoder_points: deformable encoder depth and points per head and level.
+        decoder_layers: pose decoder depth (logged as d0, d1, ..., and the final layer).
+        decoder_points: sampling points per keypoint, head and level in the pose decoder.
+        num_queries: detect queries (top-k encoder proposals) per frame.
+        dropout: dropout in attention and feed-forward blocks.
+    """
+
+    name: str = "pavenet-t"
+    layout: str = "coco17"
+    input_width: int = 256
+    input_height: int = 256
+    backbone: str = "light"
+    backbone_width: float = 1.0
+    frozen_bn: bool = False
+    d_model: int = 128
+    num_heads: int = 4
+    ffn_dim: int = 512
+    num_levels: int = 3
+    encoder_levels: int = 2
+    encoder_layers: int = 2
+    encoder_points: int = 4
+    decoder_layers: int = 3
+    decoder_points: int = 1
+    num_queries: int = 30
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.backbone not in BACKBONES:
+            problems.append(f"backbone must be one of {BACKBONES}")
+        if self.d_model % self.num_heads:
+            problems.append("d_model must be divisible by num_heads")
+        if not 1 <= self.encoder_levels <= self.num_levels or self.num_levels not in (3, 4):
+            problems.append("need num_levels in {3, 4} and 1 <= encoder_levels <= num_levels")
+        if self.input_width % 32 or self.input_height % 32:
+            problems.append("input size must be a multiple of 32")
+        if self.decoder_layers < 1 or self.encoder_layers < 0:
+            problems.append("need decoder_layers >= 1 and encoder_layers >= 0")
+        if self.num_queries < 1 or self.num_queries > self.num_proposal_tokens:
+            problems.append(f"num_queries must be in 1..{self.num_proposal_tokens} (encoder tokens)")
+        if problems:
+            raise PavenetError(f"invalid model config {self.name!r}: " + "; ".join(problems))
+        get_layout(self.layout)
+
+    @property
+    def num_keypoints(self) -> int:
+        return get_layout(self.layout).num_keypoints
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return (8, 16, 32, 64)[: self.num_levels]
+
+    @property
+    def num_proposal_tokens(self) -> int:
+        """Tokens of the encoded levels (each one proposes a person)."""
+        return sum((self.input_width // s) * (self.input_height // s) for s in self.strides[-self.encoder_levels:])
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        return cls().override(**data)
+
+    def override(self, **changes) -> ModelConfig:
+        """A copy with ``changes``; unknown keys and wrong types are errors."""
+        known = {f.name: f for f in fields(self)}
+        clean = {}
+        for key, value in changes.items():
+            if key not in known:
+                raise PavenetError(f"unknown model config key {key!r}; known: {', '.join(known)}")
+            clean[key] = coerce_value(key, value, type(getattr(self, key)))
+        return replace(self, **clean)
+
+
+def coerce_value(key: str, value, kind: type):
+    if isinstance(value, str) and kind is not str:
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise PavenetError(f"{key}: {value!r} is not a boolean")
+            return value.lower() in ("true", "1", "yes")
+        try:
+            return kind(value)
+        except ValueError:
+            raise PavenetError(f"{key}: {value!r} is not a valid {kind.__name__}") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind):
+        raise PavenetError(f"{key}: expected {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+PRESETS: dict[str, ModelConfig] = {
+    "pavenet-t": ModelConfig(),
+    "pavenet-r50": ModelConfig(
+        name="pavenet-r50", input_width=640, input_height=640, backbone="resnet50", frozen_bn=True,
+        d_model=256, num_heads=8, ffn_dim=1024, num_levels=4, encoder_levels=4, encoder_layers=6,
+        encoder_points=4, decoder_layers=3, decoder_points=1, num_queries=300, dropout=0.0,
+    ),
+}
+
+
+def preset(name: str) -> ModelConfig:
+    if name not in PRESETS:
+        raise PavenetError(f"unknown model preset {name!r}; known: {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def parse_set(pairs: list[str]) -> dict[str, str]:
+    """``["d_model=64", "backbone=resnet18"]`` -> dict of raw strings (typed by ``override``)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise PavenetError(f"--set expects KEY=VALUE, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_config_file(path: str | Path) -> dict:
+    """A JSON or TOML file of config keys (flat, or with ``[model]`` / ``[train]`` tables)."""
+    path = Path(path)
+    if not path.exists():
+        raise PavenetError(f"{path}: no such config file")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            import tomllib
+
+            return tomllib.loads(text)
+        return json.loads(text)
+    except (ValueError, ImportError) as exc:
+        raise PavenetError(f"{path}: not a valid config file ({exc})") from None

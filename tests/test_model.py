@@ -1,0 +1,76 @@
+import torch
+
+from pavenet.model.attention import ms_deform_attn
+from pavenet.model.backbone import ResNet
+from pavenet.model.config import ModelConfig
+from pavenet.model.pavenet import build_model
+
+TINY = ModelConfig(name="tiny", input_width=64, input_height=64, backbone_width=0.25, d_model=32, num_heads=2,
+                   ffn_dim=64, encoder_layers=1, decoder_layers=2, num_queries=8)
+
+
+def _bilinear(value, x, y):
+    """Reference bilinear sample of [C, H, W] at pixel coordinates (zeros outside)."""
+    c, h, w = value.shape
+    x0, y0 = int(torch.floor(x)), int(torch.floor(y))
+    out = torch.zeros(c, dtype=value.dtype)
+    for xi, yi in ((x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1)):
+        wgt = (1 - abs(x - xi)) * (1 - abs(y - yi))
+        if 0 <= xi < w and 0 <= yi < h:
+            out += wgt * value[:, yi, xi]
+    return out
+
+
+def test_deformable_attention_equals_slow_reference():
+    torch.manual_seed(0)
+    b, q, m, p, dh = 2, 3, 2, 3, 4
+    shapes = [(6, 8), (3, 4)]
+    values = [torch.randn(b * m, dh, h, w, dtype=torch.float64) for h, w in shapes]
+    loc = torch.rand(b, q, m, len(shapes), p, 2, dtype=torch.float64) * 1.2 - 0.1
+    wts = torch.rand(b, q, m, len(shapes), p, dtype=torch.float64)
+    got = ms_deform_attn(values, loc, wts)
+    want = torch.zeros(b, q, m * dh, dtype=torch.float64)
+    for bi in range(b):
+        for qi in range(q):
+            for mi in range(m):
+                acc = torch.zeros(dh, dtype=torch.float64)
+                for li, (h, w) in enumerate(shapes):
+                    for pi in range(p):
+                        x = loc[bi, qi, mi, li, pi, 0] * w - 0.5  # align_corners=False
+                        y = loc[bi, qi, mi, li, pi, 1] * h - 0.5
+                        acc += wts[bi, qi, mi, li, pi] * _bilinear(values[li][bi * m + mi], x, y)
+                want[bi, qi, mi * dh:(mi + 1) * dh] = acc
+    assert torch.allclose(got, want, atol=1e-10)
+
+
+def test_outputs_and_track_rows():
+    torch.manual_seed(0)
+    model = build_model(TINY).eval()
+    x = torch.rand(2, 3, 64, 64) * 255
+    out0 = model(x)
+    assert out0["scores"].shape == (2, 2, 8) and out0["keypoints"].shape == (2, 2, 8, 17, 2)
+    assert out0["hidden"].shape == (2, 8, 32) and out0["enc_scores"].shape == (2, 20)
+    tq, tk = torch.randn(2, 3, 32), torch.rand(2, 3, 17, 2)
+    out3 = model(x, tq, tk)
+    assert out3["scores"].shape == (2, 2, 11)
+    assert ((out3["keypoints"] >= 0) & (out3["keypoints"] <= 1)).all()
+    empty = model(x, torch.zeros(2, 0, 32), torch.zeros(2, 0, 17, 2))
+    assert torch.allclose(empty["scores"], out0["scores"], atol=1e-5), "N = 0 track queries is a no-op"
+    # Permuting the track queries permutes their answers (rows 0..N-1 answer them in order).
+    perm = torch.tensor([2, 0, 1])
+    out_p = model(x, tq[:, perm], tk[:, perm])
+    assert torch.allclose(out_p["keypoints"][:, :, :3], out3["keypoints"][:, :, perm], atol=1e-5)
+
+
+def test_resnet_uses_torchvision_names(tmp_path):
+    net = ResNet("resnet18")
+    keys = set(net.state_dict())
+    assert {"conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer2.0.downsample.0.weight",
+            "layer4.1.bn2.weight"} <= keys
+    state = {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    state["fc.weight"], state["fc.bias"] = torch.zeros(1000, 512), torch.zeros(1000)
+    torch.save(state, tmp_path / "r18.pth")
+    other = ResNet("resnet18", frozen_bn=True)
+    other.load_pretrained(str(tmp_path / "r18.pth"))
+    assert torch.equal(other.layer3[1].conv2.weight, state["layer3.1.conv2.weight"])
+    assert [c.shape[1] for c in other(torch.zeros(1, 3, 64, 64))] == [128, 256, 512]

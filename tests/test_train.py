@@ -1,0 +1,154 @@
+"""pavenet-train end to end on tiny configs (seconds, CPU)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pavenet.layouts import COCO17
+from pavenet.model.pavenet import build_model
+from tests.test_model import TINY
+from training.criterion import SetCriterion
+from training.data import ClipDataset, SyntheticSource, collate
+from training.synth import SynthConfig
+from training.train_cli import main as train_main
+
+TINY_SET = ["input_width=64", "input_height=64", "backbone_width=0.25", "d_model=32", "num_heads=2", "ffn_dim=64",
+            "encoder_layers=1", "decoder_layers=3", "num_queries=8", "synth_width=96", "synth_height=72",
+            "synth_max_people=3", "warmup_iters=2", "val_clips=2", "log_interval=1", "ckpt_interval=3"]
+USER_KEYS = ["mode", "epoch", "iter", "lr", "enc_loss_cls", "enc_loss_kpt", "loss_cls", "loss_kpt", "d0.loss_cls",
+             "d0.loss_kpt", "d1.loss_cls", "d1.loss_kpt", "loss", "grad_norm", "memory", "time"]
+
+
+def _args(work: Path, *extra: str) -> list[str]:
+    out = ["--work-dir", str(work), "--batch-size", "2", "--workers", "0", "--no-progress"]
+    for s in TINY_SET:
+        out += ["--set", s]
+    return out + list(extra)
+
+
+def _log(work: Path, mode: str = "train") -> list[dict]:
+    lines = [json.loads(x) for x in (work / "log.jsonl").read_text().splitlines()]
+    return [x for x in lines if x["mode"] == mode]
+
+
+def test_tiny_model_overfits_one_clip():
+    """The keypoint error of matched last-layer predictions falls by a large factor."""
+    torch.manual_seed(0)
+    synth = SynthConfig(width=96, height=72, min_people=2, max_people=2, noise=0, blur_prob=0)
+    src = SyntheticSource(synth, "train", 0)
+    data = ClipDataset(src, 1, 64, 64, 0, None)
+    index = next(i for i in range(50) if len(data[i]["targets"][0]["track_ids"]) >= 2)
+    batch = collate([data[index]])
+    model = build_model(TINY)
+    crit = SetCriterion(torch.tensor(COCO17.sigmas), TINY.decoder_layers)
+    opt = torch.optim.AdamW([*model.parameters(), *crit.parameters()], lr=2e-3)
+    tgt = batch["targets"][0]
+    errors = []
+    for _ in range(80):
+        out = model(batch["images"][:, 0].float())
+        losses, matches = crit(out, tgt)
+        q, g = matches[0]
+        vis = tgt[0].visible[g]
+        err = (out["keypoints"][-1][0, q] - tgt[0].keypoints[g]).abs()[vis].mean()
+        errors.append(float(err.detach()))
+        opt.zero_grad()
+        losses["loss"].backward()
+        opt.step()
+    assert np.mean(errors[-5:]) < np.mean(errors[:5]) / 4, errors[::10]
+
+
+def test_log_has_the_users_keys_and_checkpoints(tmp_path):
+    work = tmp_path / "run"
+    assert train_main(_args(work, "--epochs", "1", "--iters-per-epoch", "4")) == 0
+    train = _log(work)
+    assert len(train) == 4
+    for key in USER_KEYS + ["data_time"]:
+        assert key in train[-1], key
+    assert list(train[-1])[:len(USER_KEYS) - 4] == USER_KEYS[:-4], "keys in the order of the user's example"
+    assert all(np.isfinite(v) for v in train[-1].values() if isinstance(v, float))
+    assert train[-1]["loss"] == pytest.approx(sum(v for k, v in train[-1].items() if "loss_" in k), abs=1e-4)
+    val = _log(work, "val")
+    assert len(val) == 1 and {"mean_oks", "recall_oks50"} <= set(val[0])
+    for name in ("last.pt", "best.pt", "epoch_1.pt", "config.json"):
+        assert (work / name).exists(), name
+    state = torch.load(work / "last.pt", weights_only=True)
+    assert state["model_config"]["d_model"] == 32 and json.loads(state["layout"])["name"] == "coco17"
+
+
+def test_resume_continues_exactly(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert train_main(_args(full, "--epochs", "2", "--iters-per-epoch", "3")) == 0
+    part.mkdir()
+    shutil.copy(full / "epoch_1.pt", part / "epoch_1.pt")
+    assert train_main(["--resume", str(part / "epoch_1.pt"), "--workers", "0", "--no-progress"]) == 0
+    a, b = _log(full)[3:], _log(part)
+    assert [x["iter"] for x in b] == [1, 2, 3] and [x["epoch"] for x in b] == [2, 2, 2]
+    for x, y in zip(a, b):
+        for key in ("loss", "loss_kpt", "enc_loss_cls", "grad_norm", "lr"):
+            assert x[key] == pytest.approx(y[key], rel=1e-4, abs=1e-5), key
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
+    cases = [
+        (["--set", "no_such_key=1"], "unknown config key(s): no_such_key"),
+        (["--data", f"posetrack21:{tmp_path / 'missing'}"], "needs an existing dataset folder"),
+        (["--data", "imagenet"], "unknown data source"),
+    ]
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    cases.append((["--resume", str(corrupt)], "not a readable checkpoint"))
+    other = tmp_path / "other.pt"
+    torch.save({"hello": torch.zeros(1)}, other)
+    cases.append((["--resume", str(other)], "not a PAVENet checkpoint"))
+    for argv, message in cases:
+        assert train_main(argv + ["--work-dir", str(tmp_path / "w"), "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("error: ") and message in err[-1], (argv, err)
+
+
+def test_checkpoint_of_another_config_is_refused(tmp_path, capsys):
+    work = tmp_path / "run"
+    assert train_main(_args(work, "--epochs", "1", "--iters-per-epoch", "1")) == 0
+    capsys.readouterr()
+    args = _args(tmp_path / "b", "--epochs", "1", "--iters-per-epoch", "1", "--set", "d_model=64",
+                 "--load-from", str(work / "last.pt"))
+    assert train_main(args) == 2
+    assert "checkpoint of another model config: d_model=32 (wanted 64)" in capsys.readouterr().err
+
+
+def test_non_finite_losses_are_skipped_then_stop(tmp_path, capsys, monkeypatch):
+    from training import trainer as trainer_mod
+
+    real = trainer_mod.TrainStep.forward
+
+    def poisoned(self, images, targets):
+        losses, info = real(self, images, targets)
+        losses["loss"] = losses["loss"] * float("nan")
+        return losses, info
+
+    monkeypatch.setattr(trainer_mod.TrainStep, "forward", poisoned)
+    work = tmp_path / "run"
+    assert train_main(_args(work, "--epochs", "1", "--iters-per-epoch", "8", "--set", "max_bad_steps=2")) == 2
+    err = capsys.readouterr().err
+    assert "step skipped (1/2)" in err and "loss was not finite for 3 consecutive steps" in err
+    assert not (work / "last.pt").exists(), "nothing bad was saved"
+
+
+def test_two_process_ddp_on_cpu(tmp_path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    work = tmp_path / "ddp"
+    cmd = [str(torchrun), "--nproc_per_node", "2", "--master_port", "29517", "-m", "training.train_cli",
+           *_args(work, "--epochs", "1", "--iters-per-epoch", "3", "--device", "cpu")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(_log(work)) == 3 and (work / "last.pt").exists()
+    assert result.stdout.count("trained ") == 1, "only rank 0 reports"

@@ -1,0 +1,94 @@
+"""Training configuration (flat dataclass, saved in every checkpoint)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from pavenet.errors import PavenetError
+from pavenet.model.config import coerce_value
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train.
+
+    Attributes:
+        data: ``synthetic``, ``posetrack18:DIR``, ``posetrack21:DIR`` or ``coco:DIR``.
+        epochs, iters_per_epoch: run length (an epoch of the endless synthetic stream is a fixed
+            number of optimizer steps).
+        batch_size: clips per step and process; accumulate: micro-batches per optimizer step.
+        lr, weight_decay: AdamW; low_lr_factor: lr multiplier of the backbone and sampling offsets.
+        schedule: ``cosine`` or ``step`` (x0.1 at each epoch of ``lr_drop``, comma-separated).
+        warmup_iters: linear warm-up steps.
+        clip_grad: max gradient norm (0 disables); grad_norm is logged before clipping.
+        seq_length: frames per training clip.
+        loss_cls, loss_kpt, loss_oks: loss weights.
+        log_interval: steps per log line; ckpt_interval: steps between ``last.pt`` saves;
+            keep_checkpoints: how many ``epoch_N.pt`` files to keep.
+        val_clips: validation clips (synthetic val split / the dataset's val split).
+        workers: data-loading processes per training process.
+        seed: seeds model initialisation and the sample stream.
+        amp: mixed precision on CUDA (ignored on CPU).
+        max_bad_steps: consecutive non-finite steps tolerated before stopping.
+        synth_width, synth_height, synth_max_people: synthetic frame size and crowd size.
+    """
+
+    data: str = "synthetic"
+    epochs: int = 12
+    iters_per_epoch: int = 500
+    batch_size: int = 8
+    accumulate: int = 1
+    lr: float = 4e-4
+    weight_decay: float = 1e-4
+    low_lr_factor: float = 0.1
+    schedule: str = "cosine"
+    lr_drop: str = "10"
+    warmup_iters: int = 100
+    clip_grad: float = 0.1
+    seq_length: int = 1
+    loss_cls: float = 0.5
+    loss_kpt: float = 1.0
+    loss_oks: float = 0.0
+    log_interval: int = 10
+    ckpt_interval: int = 200
+    keep_checkpoints: int = 2
+    val_clips: int = 48
+    workers: int = 1
+    seed: int = 0
+    amp: bool = True
+    max_bad_steps: int = 5
+    synth_width: int = 320
+    synth_height: int = 240
+    synth_max_people: int = 10
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("cosine", "step"):
+            raise PavenetError("schedule must be 'cosine' or 'step'")
+        if min(self.epochs, self.iters_per_epoch, self.batch_size, self.accumulate, self.seq_length) < 1:
+            raise PavenetError("epochs, iters_per_epoch, batch_size, accumulate and seq_length must be >= 1")
+        if self.lr <= 0:
+            raise PavenetError("lr must be positive")
+
+    @property
+    def total_steps(self) -> int:
+        return self.epochs * self.iters_per_epoch
+
+    @property
+    def drop_epochs(self) -> list[int]:
+        return [int(e) for e in self.lr_drop.split(",") if e.strip()]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def override(self, **changes) -> TrainConfig:
+        known = {f.name for f in fields(self)}
+        clean = {}
+        for key, value in changes.items():
+            if key not in known:
+                raise PavenetError(f"unknown training config key {key!r}")
+            clean[key] = coerce_value(key, value, type(getattr(self, key)))
+        return replace(self, **clean)
+
+    @classmethod
+    def field_names(cls) -> set[str]:
+        return {f.name for f in fields(cls)}

@@ -1,0 +1,119 @@
+"""Losses: sigmoid focal loss, RLE with a RealNVP flow, and OKS.
+
+RLE (Residual Log-likelihood Estimation, Li et al., ICCV 2021) in the corrected form used by
+mmpose: per visible coordinate, ``log sigma - log G(u) + log(2 sigma) + |u|`` with the
+normalised residual ``u = (mu - mu_gt) / sigma``, where G is a learned RealNVP density of u
+(the Laplace term is the residual's base distribution). Values are negative once sigma is learned.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25,
+                       gamma: float = 2.0) -> torch.Tensor:
+    """Elementwise focal loss (Lin et al. 2017) of logits against 0/1 targets (same shape)."""
+    p = logits.sigmoid()
+    ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    a_t = alpha * targets + (1 - alpha) * (1 - targets)
+    return a_t * (1 - p_t) ** gamma * ce
+
+
+class RealNVP(nn.Module):
+    """2-D RealNVP density (Dinh et al. 2017): 6 affine couplings with alternating masks, scale
+    and shift nets 2 -> 64 -> 64 -> 2 with LeakyReLU, tanh on the scale, small initial weights."""
+
+    def __init__(self, layers: int = 6, hidden: int = 64):
+        super().__init__()
+        masks = torch.tensor([[0.0, 1.0], [1.0, 0.0]] * (layers // 2))
+        self.register_buffer("masks", masks)
+        self.s = nn.ModuleList(self._net(hidden, scale=True) for _ in range(layers))
+        self.t = nn.ModuleList(self._net(hidden, scale=False) for _ in range(layers))
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight, gain=0.01)
+                nn.init.zeros_(m.bias)
+
+    @staticmethod
+    def _net(hidden: int, scale: bool) -> nn.Sequential:
+        layers = [nn.Linear(2, hidden), nn.LeakyReLU(), nn.Linear(hidden, hidden), nn.LeakyReLU(),
+                  nn.Linear(hidden, 2)]
+        return nn.Sequential(*layers, nn.Tanh()) if scale else nn.Sequential(*layers)
+
+    def inverse(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Data -> latent: [N, 2] -> ([N, 2] z, [N] log|det dz/dx|)."""
+        z, log_det = x, x.new_zeros(x.shape[0])
+        for i in reversed(range(len(self.t))):
+            m = self.masks[i]
+            z_ = m * z
+            s = self.s[i](z_) * (1 - m)
+            t = self.t[i](z_) * (1 - m)
+            z = (1 - m) * (z - t) * torch.exp(-s) + z_
+            log_det = log_det - s.sum(1)
+        return z, log_det
+
+    def forward_map(self, z: torch.Tensor) -> torch.Tensor:
+        """Latent -> data, the inverse of :meth:`inverse`."""
+        x = z
+        for i in range(len(self.t)):
+            m = self.masks[i]
+            x_ = m * x
+            s = self.s[i](x_) * (1 - m)
+            t = self.t[i](x_) * (1 - m)
+            x = x_ + (1 - m) * (x * torch.exp(s) + t)
+        return x
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """[N, 2] -> [N] log density under a standard normal prior pushed through the flow."""
+        z, log_det = self.inverse(x)
+        return -0.5 * (z**2).sum(1) - math.log(2 * math.pi) + log_det
+
+
+def rle_loss(pred: torch.Tensor, sigma: torch.Tensor, target: torch.Tensor, visible: torch.Tensor,
+             flow: RealNVP) -> torch.Tensor:
+    """Mean RLE loss per visible coordinate.
+
+    Args:
+        pred, sigma, target: [M, K, 2] (normalised coordinates; sigma in (0, 1)).
+        visible: [M, K] bool.
+        flow: the stage's RealNVP.
+    """
+    if not visible.any():
+        return pred.sum() * 0
+    mu, sg, gt = pred[visible], sigma[visible], target[visible]  # [V, 2]
+    u = (mu - gt) / (sg + 1e-9)
+    log_phi = flow.log_prob(u)[:, None]  # [V, 1], shared by both coordinates as in mmpose
+    loss = torch.log(sg) - log_phi + torch.log(2 * sg) + u.abs()
+    return loss.mean()
+
+
+def oks(pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, area: torch.Tensor,
+        sigmas: torch.Tensor) -> torch.Tensor:
+    """Object keypoint similarity.
+
+    Args:
+        pred: [P, K, 2]; target: [G, K, 2]; visible: [G, K] bool; area: [G] (same units squared);
+        sigmas: [K] COCO constants.
+
+    Returns:
+        [P, G] OKS (0 where a target has no visible keypoint).
+    """
+    d2 = ((pred[:, None] - target[None]) ** 2).sum(-1)  # [P, G, K]
+    var = (2 * sigmas) ** 2
+    e = d2 / (2 * var * (area[None, :, None] + 1e-9))
+    vis = visible[None].to(pred.dtype)
+    return (torch.exp(-e) * vis).sum(-1) / vis.sum(-1).clamp(min=1)
+
+
+def oks_loss(pred, target, visible, area, sigmas) -> torch.Tensor:
+    """Mean (1 - OKS) of matched pairs: pred/target [M, K, 2], visible [M, K], area [M]."""
+    if len(pred) == 0:
+        return pred.sum() * 0
+    k = torch.arange(len(pred), device=pred.device)
+    return (1 - oks(pred, target, visible, area, sigmas)[k, k]).mean()
