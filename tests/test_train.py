@@ -21,9 +21,13 @@ from training.train_cli import main as train_main
 
 TINY_SET = ["input_width=64", "input_height=64", "backbone_width=0.25", "d_model=32", "num_heads=2", "ffn_dim=64",
             "encoder_layers=1", "decoder_layers=3", "num_queries=8", "synth_width=96", "synth_height=72",
+            "track_score_thr=0.05",
             "synth_max_people=3", "warmup_iters=2", "val_clips=2", "log_interval=1", "ckpt_interval=3"]
+# Every key of the user's example line (../shared/spec/training-log.md), in its order, with the
+# refinement losses the spec adds for 2 refinement layers.
 USER_KEYS = ["mode", "epoch", "iter", "lr", "enc_loss_cls", "enc_loss_kpt", "loss_cls", "loss_kpt", "d0.loss_cls",
-             "d0.loss_kpt", "d1.loss_cls", "d1.loss_kpt", "loss", "grad_norm", "memory", "time"]
+             "d0.loss_kpt", "d1.loss_cls", "d1.loss_kpt", "d0.loss_kpt_refine", "d1.loss_kpt_refine", "trk_kpt_l1",
+             "det_kpt_l1", "n_trk", "n_trk_pos", "n_det_pos", "trk_id_con", "loss", "grad_norm", "memory", "time"]
 
 
 def _args(work: Path, *extra: str) -> list[str]:
@@ -59,7 +63,7 @@ def test_tiny_model_overfits_one_clip():
         err = (out["keypoints"][-1][0, q] - tgt[0].keypoints[g]).abs()[vis].mean()
         errors.append(float(err.detach()))
         opt.zero_grad()
-        losses["loss"].backward()
+        SetCriterion.total(losses)["loss"].backward()
         opt.step()
     assert np.mean(errors[-5:]) < np.mean(errors[:5]) / 4, errors[::10]
 
@@ -69,10 +73,10 @@ def test_log_has_the_users_keys_and_checkpoints(tmp_path):
     assert train_main(_args(work, "--epochs", "1", "--iters-per-epoch", "4")) == 0
     train = _log(work)
     assert len(train) == 4
-    for key in USER_KEYS + ["data_time"]:
-        assert key in train[-1], key
-    assert list(train[-1])[:len(USER_KEYS) - 4] == USER_KEYS[:-4], "keys in the order of the user's example"
+    assert list(train[-1]) == [*USER_KEYS, "data_time"], "the user's keys, in the user's order"
     assert all(np.isfinite(v) for v in train[-1].values() if isinstance(v, float))
+    for line in train:
+        assert line["n_trk_pos"] <= line["n_trk"]
     assert train[-1]["loss"] == pytest.approx(sum(v for k, v in train[-1].items() if "loss_" in k), abs=1e-4)
     val = _log(work, "val")
     assert len(val) == 1 and {"mean_oks", "recall_oks50"} <= set(val[0])
@@ -124,16 +128,16 @@ def test_checkpoint_of_another_config_is_refused(tmp_path, capsys):
 
 
 def test_non_finite_losses_are_skipped_then_stop(tmp_path, capsys, monkeypatch):
-    from training import trainer as trainer_mod
+    from training.sequence import TrainStep
 
-    real = trainer_mod.TrainStep.forward
+    real = TrainStep.forward
 
-    def poisoned(self, images, targets):
-        losses, info = real(self, images, targets)
+    def poisoned(self, images, targets, seeds=None):
+        losses, info = real(self, images, targets, seeds)
         losses["loss"] = losses["loss"] * float("nan")
         return losses, info
 
-    monkeypatch.setattr(trainer_mod.TrainStep, "forward", poisoned)
+    monkeypatch.setattr(TrainStep, "forward", poisoned)
     work = tmp_path / "run"
     assert train_main(_args(work, "--epochs", "1", "--iters-per-epoch", "8", "--set", "max_bad_steps=2")) == 2
     err = capsys.readouterr().err

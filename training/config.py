@@ -21,7 +21,16 @@ class TrainConfig:
         schedule: ``cosine`` or ``step`` (x0.1 at each epoch of ``lr_drop``, comma-separated).
         warmup_iters: linear warm-up steps.
         clip_grad: max gradient norm (0 disables); grad_norm is logged before clipping.
-        seq_length: frames per training clip.
+        seq_length: frames per training clip, processed in order; each frame gets the previous
+            frame's track queries.
+        grad_frames: the last this-many frames of a clip are trained; earlier frames run under
+            ``torch.no_grad`` and keep no activations (the user's memory fix).
+        track_assignment: ``bonus`` (one Hungarian; a track query's cost for the person it followed
+            is lowered by ``track_bonus``) or ``hard`` (TrackFormer/MOTR: a track query whose
+            person is still there is assigned to it; Hungarian over the rest).
+        track_score_thr, max_track_queries: which of last frame's queries become track queries.
+        track_drop, track_fp: training augmentation (TrackFormer): drop each track query with this
+            probability; add a false-positive track query from an unmatched confident query.
         loss_cls, loss_kpt, loss_oks: loss weights.
         log_interval: steps per log line; ckpt_interval: steps between ``last.pt`` saves;
             keep_checkpoints: how many ``epoch_N.pt`` files to keep.
@@ -30,6 +39,8 @@ class TrainConfig:
         seed: seeds model initialisation and the sample stream.
         amp: mixed precision on CUDA (ignored on CPU).
         max_bad_steps: consecutive non-finite steps tolerated before stopping.
+        init_partial: ``--load-from`` copies only the tensors whose name and shape match (start a
+            tracking model from a detection-stage checkpoint).
         synth_width, synth_height, synth_max_people: synthetic frame size and crowd size.
     """
 
@@ -45,7 +56,14 @@ class TrainConfig:
     lr_drop: str = "10"
     warmup_iters: int = 100
     clip_grad: float = 0.1
-    seq_length: int = 1
+    seq_length: int = 2
+    grad_frames: int = 1
+    track_assignment: str = "bonus"
+    track_bonus: float = -10.0
+    track_score_thr: float = 0.3
+    max_track_queries: int = 100
+    track_drop: float = 0.4
+    track_fp: float = 0.1
     loss_cls: float = 0.5
     loss_kpt: float = 1.0
     loss_oks: float = 0.0
@@ -57,6 +75,7 @@ class TrainConfig:
     seed: int = 0
     amp: bool = True
     max_bad_steps: int = 5
+    init_partial: bool = False
     synth_width: int = 320
     synth_height: int = 240
     synth_max_people: int = 10
@@ -68,6 +87,10 @@ class TrainConfig:
             raise PavenetError("epochs, iters_per_epoch, batch_size, accumulate and seq_length must be >= 1")
         if self.lr <= 0:
             raise PavenetError("lr must be positive")
+        if self.track_assignment not in ("bonus", "hard"):
+            raise PavenetError("track_assignment must be 'bonus' or 'hard'")
+        if not 1 <= self.grad_frames <= self.seq_length:
+            raise PavenetError("grad_frames must be between 1 and seq_length")
 
     @property
     def total_steps(self) -> int:

@@ -121,17 +121,18 @@ class ClipDataset(Dataset):
             out = (self.width, self.height)
             clip = transform_clip(clip, letterbox_matrix(clip.size, out), out)
         images = np.stack([f.image[..., ::-1].transpose(2, 0, 1) for f in clip.frames])  # BGR -> RGB, CHW
-        return {"images": torch.from_numpy(np.ascontiguousarray(images)),
+        return {"images": torch.from_numpy(np.ascontiguousarray(images)), "index": index,
                 "targets": [frame_targets(f, self.width, self.height) for f in clip.frames]}
 
 
 def collate(samples: list[dict]) -> dict:
-    """-> images uint8 [B, T, 3, H, W]; targets: T lists (frames) of B :class:`Targets`."""
+    """-> images uint8 [B, T, 3, H, W]; index [B] sample indices; targets: T lists (frames) of B
+    :class:`Targets`."""
     images = torch.stack([s["images"] for s in samples])
     frames = len(samples[0]["targets"])
     targets = [[Targets(**{k: torch.from_numpy(v) for k, v in s["targets"][t].items()}) for s in samples]
                for t in range(frames)]
-    return {"images": images, "targets": targets}
+    return {"images": images, "index": torch.tensor([s["index"] for s in samples]), "targets": targets}
 
 
 class StepSampler(Sampler[int]):

@@ -42,10 +42,12 @@ def evaluate(model: torch.nn.Module, dataset: ClipDataset, sigmas: torch.Tensor,
         for t, frame_targets in enumerate(batch["targets"]):
             out = model(images[:, t].to(device).float())
             scores = out["scores"][-1].sigmoid()
+            refined = out.get("refine_keypoints")
+            final = refined[-1] if refined is not None and len(refined) else out["keypoints"][-1]
             for b, tgt in enumerate(frame_targets):
                 keep = scores[b] >= score_thr
                 n_pred += int(keep.sum())
-                per_person.append(match_oks(out["keypoints"][-1][b][keep], tgt.to(device), sigmas))
+                per_person.append(match_oks(final[b][keep], tgt.to(device), sigmas))
     model.train(was_training)
     sims = np.concatenate(per_person) if per_person else np.zeros(0)
     n_gt = max(len(sims), 1)

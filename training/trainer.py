@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -27,28 +26,14 @@ from pavenet.layouts import get_layout
 from pavenet.model.config import ModelConfig
 from pavenet.model.pavenet import build_model, param_groups
 from training.augment import AugmentConfig
-from training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from training.checkpoint import check_compatible, checkpoint_config, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.criterion import LossConfig, SetCriterion
 from training.data import ClipDataset, StepSampler, build_source, collate
 from training.evaluate import evaluate
+from training.sequence import TrainStep
 from training.synth import SynthConfig
-
-
-class TrainStep(nn.Module):
-    """Model + criterion in one module, so DDP sees every trained parameter (flows included).
-
-    forward(images uint8 [B, T, 3, H, W], targets T x B Targets) -> (loss dict, info dict)
-    """
-
-    def __init__(self, model: nn.Module, criterion: SetCriterion):
-        super().__init__()
-        self.model, self.criterion = model, criterion
-
-    def forward(self, images: torch.Tensor, targets: list) -> tuple[dict, dict]:
-        outputs = self.model(images[:, -1].float())
-        losses, matches = self.criterion(outputs, targets[-1])
-        return losses, {"matches": matches}
+from training.tracking import diagnostic_values
 
 
 @dataclass
@@ -96,7 +81,7 @@ def log_key_order(key: str) -> tuple:
     if key.startswith("loss_"):
         return (1, 0, key)
     if layer:
-        return (2, int(layer.group(1)), "refine" in key, key)
+        return (2, "refine" in key, int(layer.group(1)), key)
     return (3, 0, key)
 
 
@@ -123,9 +108,11 @@ class Trainer:
         model = build_model(model_cfg)
         if backbone_weights:
             model.backbone.load_pretrained(backbone_weights)
-        loss_cfg = LossConfig(loss_cls=cfg.loss_cls, loss_kpt=cfg.loss_kpt, loss_oks=cfg.loss_oks)
+        loss_cfg = LossConfig(loss_cls=cfg.loss_cls, loss_kpt=cfg.loss_kpt, loss_oks=cfg.loss_oks,
+                              track_assignment=cfg.track_assignment, track_bonus=cfg.track_bonus)
         criterion = SetCriterion(torch.tensor(self.layout.sigmas), model_cfg.decoder_layers, loss_cfg)
-        self.step_module = TrainStep(model, criterion).to(self.device)
+        self.step_module = TrainStep(model, criterion, cfg.grad_frames, cfg.track_score_thr, cfg.max_track_queries,
+                                     cfg.track_drop, cfg.track_fp).to(self.device)
         groups = param_groups(model, cfg.lr, cfg.weight_decay, cfg.low_lr_factor)
         groups[0]["params"] += list(criterion.parameters())
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -133,10 +120,7 @@ class Trainer:
         self.step = 0
         self.best = -1.0
         if load_from:
-            state = load_checkpoint(load_from)
-            check_compatible(state, model_cfg, load_from)
-            model.load_state_dict(state["model"])
-            criterion.load_state_dict(state["criterion"])
+            self._load_weights(load_from, model, criterion)
         if resume:
             self._resume(resume)
         # Some parameters get no gradient in some steps (e.g. RLE flows on a frame without people).
@@ -171,6 +155,30 @@ class Trainer:
             "rng": rng, "model_config": self.model_cfg.to_dict(), "train_config": self.cfg.to_dict(),
             "layout": self.layout.to_json(),
         }
+
+    def _load_weights(self, path, model, criterion) -> None:
+        """Initialise from a checkpoint of the same architecture, or with ``init_partial`` from any
+        checkpoint of the same layout (tensors whose name and shape match; e.g. a detection-stage
+        model into a tracking model)."""
+        state = load_checkpoint(path)
+        if not self.cfg.init_partial:
+            check_compatible(state, self.model_cfg, path)
+            model.load_state_dict(state["model"])
+            criterion.load_state_dict(state["criterion"])
+            return
+        stored = checkpoint_config(state, path)
+        if stored.layout != self.model_cfg.layout:
+            raise PavenetError(f"{path}: checkpoint is for keypoint layout {stored.layout!r}, "
+                               f"not {self.model_cfg.layout!r}")
+        counts = []
+        for module, key in ((model, "model"), (criterion, "criterion")):
+            own = module.state_dict()
+            match = {k: v for k, v in state[key].items() if k in own and own[k].shape == v.shape}
+            module.load_state_dict(match, strict=False)
+            counts.append((len(match), len(own)))
+        (m_in, m_all), (c_in, c_all) = counts
+        tqdm.write(f"initialised {m_in}/{m_all} model and {c_in}/{c_all} criterion tensors from {path}; "
+                   "the others start new")
 
     def _resume(self, path: str | Path) -> None:
         state = load_checkpoint(path)
@@ -227,7 +235,7 @@ class Trainer:
         targets = [[t.to(self.device) for t in frame] for frame in batch["targets"]]
         amp = self.cfg.amp and self.device.type == "cuda"
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            return self.ddp(images, targets)
+            return self.ddp(images, targets, batch["index"])
 
     def train(self) -> dict:
         """Run to the configured number of steps; returns the last validation metrics."""
@@ -237,6 +245,7 @@ class Trainer:
                 {"model": self.model_cfg.to_dict(), "train": self.cfg.to_dict()}, indent=2))
         cfg = self.cfg
         sums: dict[str, float] = defaultdict(float)
+        diag_sums: dict[str, float] = defaultdict(float)
         count, bad, metrics = 0, 0, {}
         bar = tqdm(total=cfg.total_steps, initial=self.step, desc="train", unit="it", disable=not self.progress,
                    dynamic_ncols=True)
@@ -248,10 +257,12 @@ class Trainer:
             sync = (micro + 1) % cfg.accumulate == 0
             ctx = self.ddp.no_sync() if (not sync and self.dist.world > 1) else nullcontext()
             with ctx:
-                losses, _info = self._forward(batch)
+                losses, diag = self._forward(batch)
                 (losses["loss"] / cfg.accumulate).backward()
             for k, v in losses.items():
                 sums[k] += float(v.detach())
+            for k, v in diag.items():
+                diag_sums[k] += v
             sums["data_time"] += data_time
             micro += 1
             if not sync:
@@ -268,6 +279,7 @@ class Trainer:
                     raise PavenetError(f"loss was not finite for {bad} consecutive steps; stopped. The last good "
                                        f"checkpoint is {self.work_dir / 'last.pt'}")
                 sums.clear()
+                diag_sums.clear()
                 count = 0
                 t_data = t_last = time.perf_counter()
                 continue
@@ -280,11 +292,12 @@ class Trainer:
             bar.update(1)
             if self.step % cfg.log_interval == 0:
                 now = time.perf_counter()
-                record = self._train_record(sums, count, lr, (now - t_last) / count)
+                record = self._train_record(sums, diag_sums, count, lr, (now - t_last) / count)
                 self._log(record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}", kpt=f"{record['loss_kpt']:.3f}",
-                                gnorm=f"{record['grad_norm']:.1f}")
+                                id_con=f"{record['trk_id_con']:.2f}", gnorm=f"{record['grad_norm']:.1f}")
                 sums.clear()
+                diag_sums.clear()
                 count, t_last = 0, now
             if self.step % cfg.ckpt_interval == 0:
                 self.save("last.pt")
@@ -298,13 +311,14 @@ class Trainer:
             dist.barrier()
         return metrics
 
-    def _train_record(self, sums: dict, count: int, lr: float, secs: float) -> dict:
+    def _train_record(self, sums: dict, diag_sums: dict, count: int, lr: float, secs: float) -> dict:
         epoch = (self.step - 1) // self.cfg.iters_per_epoch + 1
         it = (self.step - 1) % self.cfg.iters_per_epoch + 1
         micro = count * self.cfg.accumulate
         record = {"mode": "train", "epoch": epoch, "iter": it, "lr": lr}
         keys = sorted((k for k in sums if k not in ("grad_norm", "data_time", "loss")), key=log_key_order)
         record.update({k: sums[k] / micro for k in keys})
+        record.update(diagnostic_values(diag_sums))
         record["loss"] = sums["loss"] / micro
         record["grad_norm"] = sums["grad_norm"] / count
         record["memory"] = round(peak_memory_mb(self.device))

@@ -63,15 +63,18 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """[B, N, D] x3 -> [B, N, D]."""
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, N, D] x3 -> [B, N, D]; ``key_mask`` [B, N] bool, False = padding nobody attends to."""
         b, n, d = q.shape
         h = self.heads
 
-        def heads(x: torch.Tensor) -> torch.Tensor:
-            return x.view(b, -1, h, d // h).transpose(1, 2)  # [B, h, N, D/h]
+        def heads(x: torch.Tensor) -> torch.Tensor:  # explicit sizes: -1 is ambiguous when B*N == 0
+            return x.view(b, x.shape[1], h, d // h).transpose(1, 2)  # [B, h, N, D/h]
 
         attn = heads(self.q_proj(q)) @ heads(self.k_proj(k)).transpose(-1, -2) / math.sqrt(d // h)
+        if key_mask is not None:
+            attn = attn.masked_fill(~key_mask[:, None, None, :], float("-inf"))
         out = self.dropout(attn.softmax(-1)) @ heads(self.v_proj(v))  # [B, h, N, D/h]
         return self.out_proj(out.transpose(1, 2).reshape(b, n, d))
 
@@ -132,31 +135,47 @@ class DeformableSelfAttention(nn.Module):
         return self.output_proj(ms_deform_attn(values, locations, weights))
 
 
-class PoseDeformableAttention(nn.Module):
-    """Pose-aware cross-attention: P points per keypoint, head and level, anchored at the query's
-    keypoints with offsets scaled by the size of the pose's box (PETR, PAVE-Net)."""
+class WindowDeformableAttention(nn.Module):
+    """Anchored deformable cross-attention over the frames of a temporal window (PETR, PAVE-Net).
 
-    def __init__(self, d_model: int, heads: int, levels: int, keypoints: int, points: int):
+    Each query has A anchor points in each of F frames (a pose's K keypoints, or one keypoint).
+    Around every anchor it samples P points per head and level, with offsets scaled by the
+    query's box size; one softmax runs over all points of all frames and levels.
+    """
+
+    def __init__(self, d_model: int, heads: int, levels: int, frames: int, anchors: int, points: int):
         super().__init__()
-        self.heads, self.levels, self.keypoints, self.points = heads, levels, keypoints, points
-        self.sampling_offsets = nn.Linear(d_model, heads * levels * keypoints * points * 2)
-        self.attention_weights = nn.Linear(d_model, heads * levels * keypoints * points)
+        self.heads, self.levels, self.frames, self.anchors, self.points = heads, levels, frames, anchors, points
+        n = heads * frames * levels * anchors * points
+        self.sampling_offsets = nn.Linear(d_model, n * 2)
+        self.attention_weights = nn.Linear(d_model, n)
         self.value_proj = nn.Linear(d_model, d_model)
         self.output_proj = nn.Linear(d_model, d_model)
-        # Every point starts on its keypoint; the layer learns where around it to look.
+        # Every point starts on its anchor; the layer learns where around it to look.
         nn.init.zeros_(self.sampling_offsets.weight)
         nn.init.zeros_(self.sampling_offsets.bias)
         _reset_projections(self)
 
-    def forward(self, query: torch.Tensor, keypoints: torch.Tensor, value: torch.Tensor,
-                shapes: list[tuple[int, int]]) -> torch.Tensor:
-        """query [B, N, D], keypoints [B, N, K, 2] normalised, value [B, S, D] (levels ``shapes``) -> [B, N, D]."""
+    def forward(self, query: torch.Tensor, anchors: torch.Tensor, scale: torch.Tensor,
+                values: list[torch.Tensor], shapes: list[tuple[int, int]]) -> torch.Tensor:
+        """Attend.
+
+        Args:
+            query: [B, N, D] (with position).
+            anchors: [B, N, F, A, 2] normalised anchor points in each window frame.
+            scale: [B, N, 2] offset scale (the pose's box size).
+            values: F tensors [B, S, D], the tokens of every level of each window frame.
+            shapes: (h, w) of the levels.
+
+        Returns:
+            [B, N, D].
+        """
         b, n, _ = query.shape
-        m, lv, k, p = self.heads, self.levels, self.keypoints, self.points
-        scale = (keypoints.amax(2) - keypoints.amin(2)).clamp(min=0.02)  # [B, N, 2] box size
-        offsets = self.sampling_offsets(query).view(b, n, m, lv, k, p, 2) * 0.5
-        anchors = keypoints[:, :, None, None, :, None, :]  # [B, N, 1, 1, K, 1, 2]
-        locations = (anchors + offsets * scale[:, :, None, None, None, None, :]).view(b, n, m, lv, k * p, 2)
-        weights = self.attention_weights(query).view(b, n, m, lv * k * p).softmax(-1).view(b, n, m, lv, k * p)
-        values = split_heads(self.value_proj(value), shapes, m)
-        return self.output_proj(ms_deform_attn(values, locations, weights))
+        m, f, lv, a, p = self.heads, self.frames, self.levels, self.anchors, self.points
+        offsets = self.sampling_offsets(query).view(b, n, m, f, lv, a, p, 2) * 0.5
+        base = anchors[:, :, None, :, None, :, None, :]  # [B, N, 1, F, 1, A, 1, 2]
+        locations = base + offsets * scale[:, :, None, None, None, None, None, :]
+        locations = locations.reshape(b, n, m, f * lv, a * p, 2)
+        weights = self.attention_weights(query).view(b, n, m, f * lv * a * p).softmax(-1)
+        heads = [v for value in values for v in split_heads(self.value_proj(value), shapes, m)]
+        return self.output_proj(ms_deform_attn(heads, locations, weights.view(b, n, m, f * lv, a * p)))

@@ -15,6 +15,7 @@ from pavenet.errors import PavenetError
 from pavenet.layouts import get_layout
 
 BACKBONES = ("light", "resnet18", "resnet34", "resnet50")
+WINDOWS = {"current": (0,), "causal": (-1, 0), "centred": (-1, 0, 1)}
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,12 @@ class ModelConfig:
         decoder_layers: pose decoder depth (logged as d0, d1, ..., and the final layer).
         decoder_points: sampling points per keypoint, head and level in the pose decoder.
         num_queries: detect queries (top-k encoder proposals) per frame.
+        window: frames the decoder looks at: ``current`` {t}, ``causal`` {t-1, t} (streaming) or
+            ``centred`` {t-1, t, t+1} (offline, as in PAVE-Net).
+        refine_layers, refine_points: keypoint refinement decoder depth (0 = none) and points per
+            head, level and frame around each keypoint.
+        track_reanchor: track queries first look at the current frame around their last pose and
+            move their reference before the first decoder layer.
         dropout: dropout in attention and feed-forward blocks.
     """
 
@@ -58,6 +65,10 @@ class ModelConfig:
     decoder_layers: int = 3
     decoder_points: int = 1
     num_queries: int = 30
+    window: str = "causal"
+    refine_layers: int = 2
+    refine_points: int = 2
+    track_reanchor: bool = True
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
@@ -74,6 +85,10 @@ class ModelConfig:
             problems.append("need decoder_layers >= 1 and encoder_layers >= 0")
         if self.num_queries < 1 or self.num_queries > self.num_proposal_tokens:
             problems.append(f"num_queries must be in 1..{self.num_proposal_tokens} (encoder tokens)")
+        if self.window not in WINDOWS:
+            problems.append(f"window must be one of {', '.join(WINDOWS)}")
+        if self.refine_layers < 0:
+            problems.append("refine_layers must be >= 0")
         if problems:
             raise PavenetError(f"invalid model config {self.name!r}: " + "; ".join(problems))
         get_layout(self.layout)
@@ -81,6 +96,11 @@ class ModelConfig:
     @property
     def num_keypoints(self) -> int:
         return get_layout(self.layout).num_keypoints
+
+    @property
+    def window_offsets(self) -> tuple[int, ...]:
+        """Frame offsets of the decoder's window, e.g. (-1, 0) for ``causal``."""
+        return WINDOWS[self.window]
 
     @property
     def strides(self) -> tuple[int, ...]:
@@ -131,7 +151,8 @@ PRESETS: dict[str, ModelConfig] = {
     "pavenet-r50": ModelConfig(
         name="pavenet-r50", input_width=640, input_height=640, backbone="resnet50", frozen_bn=True,
         d_model=256, num_heads=8, ffn_dim=1024, num_levels=4, encoder_levels=4, encoder_layers=6,
-        encoder_points=4, decoder_layers=3, decoder_points=1, num_queries=300, dropout=0.0,
+        encoder_points=4, decoder_layers=3, decoder_points=1, num_queries=300, window="causal", refine_layers=2,
+        refine_points=2, dropout=0.0,
     ),
 }
 

@@ -8,8 +8,14 @@ Data flow for one frame (PETR / PAVE-Net, with the user's track queries):
    ``num_queries`` tokens become detect queries with their pose as reference;
 4. track queries (hidden states + poses from the previous frame, given as inputs) are put in
    front of the detect queries;
-5. pose decoder: self-attention, pose-aware deformable cross-attention, feed-forward; every
-   layer predicts scores and refines the keypoints.
+5. pose decoder over a temporal window of frames (``causal`` {t-1, t} or ``centred``
+   {t-1, t, t+1}): self-attention, pose-aware deformable cross-attention that samples each
+   window frame at the person's pose in that frame, feed-forward; every layer predicts scores
+   and refines the keypoints;
+6. keypoint refinement decoder: per-keypoint queries sample around each keypoint in the window.
+
+The tokens of a frame are computed once and reused while the frame stays in the window: the
+caller passes the previous (and next) frame's ``tokens`` back in as ``context``.
 
 ``forward`` returns tensors only, the same in training, evaluation and export. Keypoints are
 normalised: (0, 0) is the top-left corner and (1, 1) the bottom-right corner of the input
@@ -18,37 +24,25 @@ image, so pixel x = kx * width - 0.5 in OpenCV's pixel-centre convention.
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import torch
 from torch import nn
 
-from pavenet.model.attention import (
-    DeformableSelfAttention,
-    FeedForward,
-    MultiHeadAttention,
-    PoseDeformableAttention,
-)
+from pavenet.model.attention import DeformableSelfAttention, FeedForward
 from pavenet.model.backbone import build_backbone
 from pavenet.model.config import ModelConfig
+from pavenet.model.decoder import PoseDecoder, PoseHead, TrackReanchor
+from pavenet.model.refine import KeypointRefiner
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)  # RGB, 0-255
 IMAGENET_STD = (58.395, 57.12, 57.375)
-SCORE_PRIOR = 0.01  # initial person probability of every query (focal-loss prior)
-
-
-def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
-    x = x.clamp(eps, 1 - eps)
-    return torch.log(x / (1 - x))
-
-
 def sine_embedding(h: int, w: int, d: int, device=None) -> torch.Tensor:
     """[h*w, d] 2-D sine position embedding of cell centres (DETR)."""
     ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
                             torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
     pos = torch.stack([(xs.flatten() + 0.5) / w, (ys.flatten() + 0.5) / h], -1) * 2 * math.pi
-    freq = 10000 ** (2 * (torch.arange(d // 4, device=device) // 1) / (d // 2))
+    freq = 10000 ** (2 * torch.arange(d // 4, device=device) / (d // 2))
     arg = pos[:, :, None] / freq  # [hw, 2, d/4]
     return torch.cat([arg.sin(), arg.cos()], -1).flatten(1)  # [hw, d]
 
@@ -63,40 +57,6 @@ def cell_centres(shapes: list[tuple[int, int]], device=None) -> torch.Tensor:
     return torch.cat(out)
 
 
-class MLP(nn.Module):
-    def __init__(self, din: int, hidden: int, dout: int, layers: int = 2):
-        super().__init__()
-        dims = [din] + [hidden] * (layers - 1) + [dout]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, layer in enumerate(self.layers):
-            x = layer(x)
-            if i < len(self.layers) - 1:
-                x = torch.relu(x)
-        return x
-
-
-class PoseHead(nn.Module):
-    """Score logit, keypoint refinement and RLE sigma for each query (one per stage/layer)."""
-
-    def __init__(self, d: int, k: int):
-        super().__init__()
-        self.k = k
-        self.score = nn.Linear(d, 1)
-        self.delta = MLP(d, d, k * 2)
-        self.sigma = nn.Linear(d, k * 2)
-        nn.init.constant_(self.score.bias, -math.log((1 - SCORE_PRIOR) / SCORE_PRIOR))
-        nn.init.zeros_(self.delta.layers[-1].weight)
-        nn.init.zeros_(self.delta.layers[-1].bias)
-
-    def forward(self, x: torch.Tensor, reference: torch.Tensor):
-        """x [B, N, D], reference [B, N, K, 2] -> (score [B, N], keypoints [B, N, K, 2], sigma [B, N, K, 2])."""
-        shape = (*x.shape[:-1], self.k, 2)
-        keypoints = torch.sigmoid(inverse_sigmoid(reference) + self.delta(x).view(shape))
-        return self.score(x).squeeze(-1), keypoints, torch.sigmoid(self.sigma(x)).view(shape)
-
-
 class EncoderLayer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -107,25 +67,6 @@ class EncoderLayer(nn.Module):
     def forward(self, src, pos, reference, shapes):
         src = self.norm(src + self.attn(src + pos, reference, src, shapes))
         return self.ffn(src)
-
-
-class DecoderLayer(nn.Module):
-    def __init__(self, cfg: ModelConfig):
-        super().__init__()
-        d = cfg.d_model
-        self.self_attn = MultiHeadAttention(d, cfg.num_heads, cfg.dropout)
-        self.norm1 = nn.LayerNorm(d)
-        self.cross_attn = PoseDeformableAttention(d, cfg.num_heads, cfg.num_levels, cfg.num_keypoints,
-                                                  cfg.decoder_points)
-        self.norm2 = nn.LayerNorm(d)
-        self.ffn = FeedForward(d, cfg.ffn_dim, cfg.dropout)
-
-    def forward(self, query, pos, keypoints, tokens, shapes):
-        """query/pos [B, N, D], keypoints [B, N, K, 2], tokens [B, S_all, D] of levels ``shapes`` -> [B, N, D]."""
-        qk = query + pos
-        query = self.norm1(query + self.self_attn(qk, qk, query))
-        query = self.norm2(query + self.cross_attn(query + pos, keypoints, tokens, shapes))
-        return self.ffn(query)
 
 
 class PAVENet(nn.Module):
@@ -146,15 +87,23 @@ class PAVENet(nn.Module):
         self.enc_output = nn.Sequential(nn.Linear(d, d), nn.LayerNorm(d))
         self.enc_head = PoseHead(d, k)
         self.query_proj = nn.Sequential(nn.Linear(d, d), nn.LayerNorm(d))
-        self.pose_embed = MLP(k * 2, d, d)
-        self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
-        self.heads = nn.ModuleList(PoseHead(d, k) for _ in range(cfg.decoder_layers))
+        self.reanchor = TrackReanchor(cfg) if cfg.track_reanchor else None
+        self.decoder = PoseDecoder(cfg)
+        self.refiner = KeypointRefiner(cfg) if cfg.refine_layers else None
+        self.current = cfg.window_offsets.index(0)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
-    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
-        """images [B, 3, H, W] RGB 0-255 -> (tokens of all levels [B, S_all, D] for the decoder,
-        encoded tokens [B, S, D] for the proposals, (h, w) of all levels)."""
+    @property
+    def level_shapes(self) -> list[tuple[int, int]]:
+        return [(self.cfg.input_height // s, self.cfg.input_width // s) for s in self.cfg.strides]
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """images [B, 3, H, W] RGB 0-255 -> tokens [B, S_all, D] of every level (finest first).
+
+        The coarsest ``encoder_levels`` levels went through the deformable encoder; the finer
+        ones are the neck's features (sampled by the decoder for small people).
+        """
         x = (images - self.mean) / self.std
         feats = self.backbone(x)
         maps = [neck(f) for neck, f in zip(self.neck, feats)]
@@ -162,59 +111,104 @@ class PAVENet(nn.Module):
             maps.append(self.neck[3](feats[-1]))
         maps = [m + self.level_embed[i].view(1, -1, 1, 1) for i, m in enumerate(maps)]
         e = self.cfg.encoder_levels
-        enc_maps = maps[-e:]
-        shapes = [(m.shape[2], m.shape[3]) for m in enc_maps]
-        src = torch.cat([m.flatten(2).transpose(1, 2) for m in enc_maps], 1)  # [B, S, D]
+        shapes = self.level_shapes[-e:]
+        src = torch.cat([m.flatten(2).transpose(1, 2) for m in maps[-e:]], 1)  # [B, S, D]
         pos = torch.cat([sine_embedding(h, w, self.cfg.d_model, src.device) for h, w in shapes])[None]
         reference = cell_centres(shapes, src.device)[None].expand(src.shape[0], -1, -1)
         for layer in self.encoder:
             src = layer(src, pos, reference, shapes)
-        # The decoder samples every level: the finer (not encoded) maps, then the encoded tokens.
         fine = [m.flatten(2).transpose(1, 2) for m in maps[:-e]]
-        all_shapes = [(m.shape[2], m.shape[3]) for m in maps]
-        return torch.cat([*fine, src], 1), src, all_shapes
+        return torch.cat([*fine, src], 1)
+
+    def detect(self, tokens: torch.Tensor, window: list[torch.Tensor], track_queries: torch.Tensor | None = None,
+               track_keypoints: torch.Tensor | None = None,
+               track_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Proposals and pose decoder for the current frame (its ``tokens`` are ``window[current]``).
+
+        ``track_mask`` [B, N] (False = padding) lets a training batch carry unequal numbers of
+        track queries; inference never needs it.
+
+        Returns the encoder proposals (``enc_scores`` [B, S], ``enc_keypoints``/``enc_sigmas``
+        [B, S, K, 2]) and the decoder outputs (see :class:`PoseDecoder`); rows 0..N-1 of the
+        decoder outputs answer the N track queries in order.
+        """
+        b = tokens.shape[0]
+        k, d = self.cfg.num_keypoints, self.cfg.d_model
+        shapes = self.level_shapes
+        enc_shapes = shapes[-self.cfg.encoder_levels:]
+        memory = tokens[:, -self.cfg.num_proposal_tokens:]
+        anchors = cell_centres(enc_shapes, tokens.device)[None, :, None, :].expand(b, -1, k, -1)
+        enc_feat = self.enc_output(memory)
+        enc_scores, enc_kpts, enc_sigmas = self.enc_head(enc_feat, anchors)
+        top = enc_scores.topk(self.cfg.num_queries, dim=1).indices  # [B, Q]
+        query = self.query_proj(torch.gather(enc_feat, 1, top[..., None].expand(-1, -1, d)).detach())
+        reference = torch.gather(enc_kpts, 1, top[..., None, None].expand(-1, -1, k, 2)).detach()
+        frames = len(window)
+        window_ref = reference[:, :, None].expand(-1, -1, frames, -1, -1)
+        if track_queries is not None:
+            prev = track_keypoints
+            if self.reanchor is not None:
+                track_queries, now = self.reanchor(track_queries, track_keypoints, tokens, shapes)
+            else:
+                now = track_keypoints
+            # A track query's previous-frame pose is known exactly; the current and next start from its move.
+            track_ref = torch.stack([prev if off < 0 else now for off in self.cfg.window_offsets], 2)
+            query = torch.cat([track_queries, query], 1)
+            window_ref = torch.cat([track_ref, window_ref], 1)
+        mask = None
+        if track_mask is not None:
+            mask = torch.cat([track_mask, track_mask.new_ones(b, self.cfg.num_queries)], 1)
+        out = self.decoder(query, window_ref, window, shapes, mask)
+        out.update(enc_scores=enc_scores, enc_keypoints=enc_kpts, enc_sigmas=enc_sigmas)
+        return out
+
+    def refine(self, hidden: torch.Tensor, window_keypoints: torch.Tensor,
+               window: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keypoint refinement of R persons: hidden [B, R, D], window_keypoints [B, R, F, K, 2]
+        -> keypoints, sigmas [Lr, B, R, K, 2] (Lr = 0 without a refiner)."""
+        if self.refiner is None:
+            shape = (0, *window_keypoints[:, :, self.current].shape)
+            return window_keypoints.new_zeros(shape), window_keypoints.new_zeros(shape)
+        return self.refiner(hidden, window_keypoints.detach(), window, self.level_shapes)
+
+    def window_tokens(self, tokens: torch.Tensor, context: list[torch.Tensor | None] | None) -> list[torch.Tensor]:
+        """Tokens of every window frame; a missing neighbour (start or end of a video) is the
+        current frame again."""
+        offsets = self.cfg.window_offsets
+        context = list(context or [])
+        out = []
+        for off in offsets:
+            if off == 0:
+                out.append(tokens)
+            else:
+                given = context.pop(0) if context else None
+                out.append(tokens if given is None else given)
+        return out
 
     def forward(self, images: torch.Tensor, track_queries: torch.Tensor | None = None,
-                track_keypoints: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                track_keypoints: torch.Tensor | None = None,
+                context: list[torch.Tensor | None] | None = None) -> dict[str, torch.Tensor]:
         """Run one frame.
 
         Args:
             images: [B, 3, H, W] float RGB in 0-255 at the config's input size.
             track_queries: [B, N, D] hidden states of last frame's tracked people (N may be 0).
             track_keypoints: [B, N, K, 2] their normalised poses in the last frame.
+            context: tokens of the window's other frames in offset order (e.g. ``[previous]``
+                for ``causal``); ``None`` entries mean "not available".
 
         Returns:
-            ``scores`` [L, B, N + Q] logits, ``keypoints`` and ``sigmas`` [L, B, N + Q, K, 2] for
-            each of the L decoder layers (rows 0..N-1 answer the track queries in order);
-            ``hidden`` [B, N + Q, D] (the next frame's track queries); ``enc_scores`` [B, S],
-            ``enc_keypoints`` and ``enc_sigmas`` [B, S, K, 2] for every encoder proposal.
+            ``scores`` [L, B, N + Q] logits, ``keypoints``/``sigmas`` [L, B, N + Q, K, 2] per decoder
+            layer, ``window_keypoints`` [B, N + Q, F, K, 2], ``hidden`` [B, N + Q, D] (next
+            frame's track queries), ``refine_keypoints``/``refine_sigmas`` [Lr, B, N + Q, K, 2],
+            the encoder proposals, and ``tokens`` [B, S_all, D] of this frame (next step's context).
         """
-        b = images.shape[0]
-        k, d = self.cfg.num_keypoints, self.cfg.d_model
-        tokens, memory, all_shapes = self.encode(images)
-        shapes = all_shapes[-self.cfg.encoder_levels:]
-        anchors = cell_centres(shapes, images.device)[None, :, None, :].expand(b, -1, k, -1)
-        enc_feat = self.enc_output(memory)
-        enc_scores, enc_kpts, enc_sigmas = self.enc_head(enc_feat, anchors)
-        top = enc_scores.topk(self.cfg.num_queries, dim=1).indices  # [B, Q]
-        query = self.query_proj(torch.gather(enc_feat, 1, top[..., None].expand(-1, -1, d)).detach())
-        reference = torch.gather(enc_kpts, 1, top[..., None, None].expand(-1, -1, k, 2)).detach()
-        if track_queries is not None:
-            query = torch.cat([track_queries, query], 1)
-            reference = torch.cat([track_keypoints, reference], 1)
-        scores, keypoints, sigmas = [], [], []
-        for layer, head in zip(self.decoder, self.heads):
-            pos = self.pose_embed(reference.flatten(2))
-            query = layer(query, pos, reference, tokens, all_shapes)
-            s, kp, sg = head(query, reference)
-            scores.append(s)
-            keypoints.append(kp)
-            sigmas.append(sg)
-            reference = kp.detach()
-        return {
-            "scores": torch.stack(scores), "keypoints": torch.stack(keypoints), "sigmas": torch.stack(sigmas),
-            "hidden": query, "enc_scores": enc_scores, "enc_keypoints": enc_kpts, "enc_sigmas": enc_sigmas,
-        }
+        tokens = self.encode(images)
+        window = self.window_tokens(tokens, context)
+        out = self.detect(tokens, window, track_queries, track_keypoints)
+        out["refine_keypoints"], out["refine_sigmas"] = self.refine(out["hidden"], out["window_keypoints"], window)
+        out["tokens"] = tokens
+        return out
 
 
 def param_groups(model: PAVENet, lr: float, weight_decay: float, low_lr_factor: float = 0.1) -> list[dict]:

@@ -1,0 +1,166 @@
+"""Track queries: matching rules, diagnostics and the no-grad window."""
+
+import numpy as np
+import pytest
+import torch
+
+from pavenet.layouts import COCO17
+from pavenet.model.pavenet import build_model
+from tests.test_model import TINY
+from training.criterion import LossConfig, SetCriterion
+from training.data import ClipDataset, SyntheticSource, collate
+from training.matcher import HungarianMatcher, Targets
+from training.sequence import TrainStep
+from training.synth import SynthConfig
+from training.tracking import TrackBatch, diagnostic_values, diagnostics, match_with_tracks
+
+K = 17
+SIG = torch.tensor(COCO17.sigmas)
+
+
+def _pose(x, y):
+    """A small pose centred at (x, y), normalised coordinates."""
+    offsets = torch.linspace(-0.03, 0.03, K)
+    return torch.stack([x + offsets, y + offsets.flip(0)], -1)
+
+
+def _targets(people: dict[int, tuple[float, float]]) -> Targets:
+    ids = list(people)
+    kp = torch.stack([_pose(*people[i]) for i in ids])
+    return Targets(kp, torch.ones(len(ids), K, dtype=torch.bool), torch.full((len(ids),), 0.01),
+                   torch.tensor(ids))
+
+
+# Frame t: person 5 is still there, person 7 has left, person 9 has entered.
+GT = _targets({5: (0.3, 0.3), 9: (0.7, 0.7)})
+# Track query 0 followed 5 and predicts it slightly off (so a detect query on 5 would win plain
+# Hungarian); track query 1 followed 7 (gone) and predicts where 7 was; detect query 2 sits on 5
+# exactly, detect query 3 on 9.
+PRED = torch.stack([_pose(0.33, 0.33), _pose(0.9, 0.1), _pose(0.3, 0.3), _pose(0.7, 0.7)])
+LOGITS = torch.tensor([2.0, 2.0, 2.0, 2.0])
+PREV = torch.tensor([5, 7])
+MASK = torch.tensor([True, True])
+
+
+def _pairs(rows, cols):
+    return {int(GT.track_ids[c]): int(r) for r, c in zip(rows, cols)}
+
+
+def test_plain_hungarian_prefers_the_closer_detect_query():
+    rows, cols = HungarianMatcher(SIG)(LOGITS, PRED, GT)
+    assert _pairs(rows, cols) == {5: 2, 9: 3}
+
+
+def test_bonus_keeps_the_track_query_on_its_person():
+    rows, cols = match_with_tracks(HungarianMatcher(SIG), LOGITS, PRED, GT, PREV, MASK, "bonus", -10.0)
+    assert _pairs(rows, cols) == {5: 0, 9: 3}, "track query 0 keeps person 5; 9 is picked up by a detect query"
+    rows, cols = match_with_tracks(HungarianMatcher(SIG), LOGITS, PRED, GT, PREV, MASK, "bonus", 0.0)
+    assert _pairs(rows, cols) == {5: 2, 9: 3}, "without the bonus it is plain Hungarian"
+
+
+def test_hard_assignment():
+    rows, cols = match_with_tracks(HungarianMatcher(SIG), LOGITS, PRED, GT, PREV, MASK, "hard", 0.0)
+    assert _pairs(rows, cols) == {5: 0, 9: 3}
+    assert 1 not in rows.tolist(), "the query of the person who left is trained towards background"
+
+
+def test_padding_rows_are_never_matched():
+    rows, _ = match_with_tracks(HungarianMatcher(SIG), LOGITS, PRED, GT, PREV, torch.tensor([False, True]),
+                                "bonus", -10.0)
+    assert 0 not in rows.tolist()
+
+
+class Oracle(torch.nn.Module):
+    """Stands in for PAVENet: returns the ground truth. A track query carries the identity whose
+    pose it gave in hidden[..., 0]; with ``shuffle`` it gives the next person's pose instead, so
+    it never stays on the person it followed."""
+
+    def __init__(self, clip_targets: list[list[Targets]], shuffle: bool = False):
+        super().__init__()
+        self.cfg = TINY.override(num_queries=6, window="current")
+        self.refiner = None
+        self.targets, self.shuffle, self.t = clip_targets, shuffle, -1
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+
+    def encode(self, images):
+        self.t += 1  # frames are encoded in order; the tokens remember which frame they are
+        return images.new_full((images.shape[0], 1, self.cfg.d_model), float(self.t))
+
+    def detect(self, tokens, window, track_queries=None, track_keypoints=None, track_mask=None):
+        frame = self.targets[int(tokens[0, 0, 0])]
+        b, q, d = len(frame), self.cfg.num_queries, self.cfg.d_model
+        n = 0 if track_queries is None else track_queries.shape[1]
+        scores = torch.full((b, n + q), -9.0)
+        kps = torch.full((b, n + q, K, 2), 0.5)
+        hidden = torch.zeros(b, n + q, d)
+        for i, tgt in enumerate(frame):
+            ids = tgt.track_ids.tolist()
+            for j in range(n):
+                if track_mask[i, j] and int(track_queries[i, j, 0]) in ids:
+                    person = ids.index(int(track_queries[i, j, 0]))
+                    answer = (person + 1) % len(ids) if self.shuffle else person
+                    scores[i, j], kps[i, j], hidden[i, j, 0] = 9.0, tgt.keypoints[answer], ids[answer]
+            for person, tid in enumerate(ids):  # detect queries find everybody
+                scores[i, n + person], kps[i, n + person], hidden[i, n + person, 0] = 9.0, tgt.keypoints[person], tid
+        z = torch.zeros(b, 4)
+        return {"scores": scores[None] + self.weight, "keypoints": kps[None], "sigmas": torch.full_like(kps, 0.1)[None],
+                "hidden": hidden, "window_keypoints": kps[:, :, None], "enc_scores": z,
+                "enc_keypoints": torch.full((b, 4, K, 2), 0.5), "enc_sigmas": torch.full((b, 4, K, 2), 0.1)}
+
+
+def _clip_batch(frames=4):
+    src = SyntheticSource(SynthConfig(width=96, height=72, min_people=2, max_people=3, exit_rate=0.0), "train", 0)
+    data = ClipDataset(src, frames, 64, 64, 0, None)
+    good = [i for i in range(60) if min(len(t["track_ids"]) for t in data[i]["targets"]) >= 2][:2]
+    return collate([data[i] for i in good])
+
+
+# Matched with the bonus, a track query that drifts to a nearby person can still be pulled back
+# onto the person it followed; plain matching (bonus 0) shows what the oracle really did.
+@pytest.mark.parametrize("shuffle, bonus, expected", [(False, -10.0, 1.0), (True, 0.0, 0.0)])
+def test_trk_id_con_with_an_oracle(shuffle, bonus, expected):
+    batch = _clip_batch()
+    oracle = Oracle(batch["targets"], shuffle)
+    crit = SetCriterion(SIG, 1, LossConfig(track_bonus=bonus))
+    step = TrainStep(oracle, crit, grad_frames=3, score_thr=0.5, drop=0.0, fp=0.0).eval()
+    with torch.no_grad():
+        _, sums = step(batch["images"], batch["targets"], batch["index"])
+    values = diagnostic_values(sums)
+    assert values["n_trk"] >= 2 and values["n_trk_pos"] <= values["n_trk"]
+    assert values["trk_id_con"] == expected
+    if not shuffle:
+        assert values["trk_kpt_l1"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_diagnostic_counts():
+    tracks = TrackBatch(torch.zeros(1, 2, 8), torch.zeros(1, 2, K, 2), torch.tensor([[True, True]]),
+                        torch.tensor([[5, 7]]))
+    rows, cols = np.array([0, 3]), np.array([0, 1])
+    sums = diagnostics([(rows, cols)], tracks, [GT], PRED[None])
+    v = diagnostic_values(sums)
+    assert (v["n_trk"], v["n_trk_pos"], v["n_det_pos"], v["trk_id_con"]) == (2, 1, 1, 1.0)
+    assert v["det_kpt_l1"] == pytest.approx(0.0, abs=1e-6) and v["trk_kpt_l1"] == pytest.approx(0.03, abs=1e-5)
+
+
+def _saved_bytes(seq, grad_frames):
+    torch.manual_seed(0)
+    model = build_model(TINY)
+    step = TrainStep(model, SetCriterion(SIG, TINY.decoder_layers), grad_frames=grad_frames, score_thr=0.0)
+    batch = _clip_batch(seq)
+    total = [0]
+
+    def pack(t):
+        total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        losses, _ = step(batch["images"], batch["targets"], batch["index"])
+    losses["loss"].backward()
+    return total[0]
+
+
+def test_no_grad_frames_keep_no_activations():
+    two, four = _saved_bytes(2, 1), _saved_bytes(4, 1)
+    full = _saved_bytes(4, 4)
+    assert four <= 1.3 * two, (two, four)
+    assert full > 2.5 * two, "with every frame under gradient the activations grow with the clip"
