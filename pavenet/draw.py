@@ -74,3 +74,15 @@ def _label(image: np.ndarray, text: str, org: tuple[int, int], color, scale: int
     x, y = org
     cv2.rectangle(image, (x - 1, y - h - 2), (x + w + 1, y + 2), color, -1)
     cv2.putText(image, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def draw_trails(image: np.ndarray, poses, trails: dict, thr: float = 0.3) -> np.ndarray:
+    """Append each person's centre to ``trails`` (id -> deque of points) and draw the paths in place."""
+    for tid, kp, ks in zip(poses.track_ids, poses.keypoints, poses.keypoint_scores):
+        pts = kp[ks >= thr] if (ks >= thr).any() else kp
+        trails[int(tid)].append(pts.mean(0))
+    for tid, path in trails.items():
+        if len(path) > 1:
+            line = np.round(np.array(path) * 16).astype(np.int32)
+            cv2.polylines(image, [line], False, id_color(tid), 2, cv2.LINE_AA, shift=4)
+    return image

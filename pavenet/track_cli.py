@@ -1,14 +1,142 @@
-"""`pavenet-track`: reserved; implemented in issue 5."""
+"""`pavenet-track`: track everybody's pose in a video, webcam, stream or image folder.
+
+    pavenet-track video.mp4                       # -> runs/track/video/{video.mp4,tracks.json,tracks.csv}
+    pavenet-track 0 --show                        # webcam 0, live window (q or Esc quits)
+    pavenet-track rtsp://camera/stream --max-frames 1000
+    pavenet-track "frames/*.jpg" --smooth --trails
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
+import time
+from collections import defaultdict, deque
+from pathlib import Path
 
-from pavenet.cli_utils import not_implemented
+import cv2
+from tqdm import tqdm
+
+from pavenet.cli_utils import run_cli
+from pavenet.draw import draw_trails
+from pavenet.errors import PavenetError
+from pavenet.outputs import TrackOutputs
+from pavenet.sources import open_source
+from pavenet.tracker import Tracker
+
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "pavenet-t.onnx"
+
+
+def load_tracker(weights: str | Path, device: str, smooth: bool, **thresholds) -> Tracker:
+    """A tracker from an ONNX export (``.onnx``) or a training checkpoint (``.pt``)."""
+    path = Path(weights)
+    if not path.exists():
+        hint = " (the shipped model is missing: train and export one, or pass --weights)" \
+            if path == DEFAULT_WEIGHTS else ""
+        raise PavenetError(f"{path}: no such weights file{hint}")
+    if path.suffix == ".onnx":
+        return Tracker.from_onnx(path, device, smooth, **thresholds)
+    if path.suffix in (".pt", ".pth"):
+        return Tracker.from_checkpoint(path, device, smooth, **thresholds)
+    raise PavenetError(f"{path}: weights must be an .onnx export or a .pt checkpoint")
+
+
+def _display_available() -> bool:
+    try:
+        cv2.namedWindow("pavenet", cv2.WINDOW_NORMAL)
+        return True
+    except cv2.error:
+        return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pavenet-track", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", help="video file, webcam index (0), rtsp:// or http(s):// URL, image folder or glob")
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS),
+                   help="ONNX export or .pt checkpoint (default: the shipped weights/pavenet-t.onnx)")
+    p.add_argument("--output", help="output folder (default runs/track/<source name>)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto = CUDA when ONNX Runtime can use it (default)")
+    p.add_argument("--conf", type=float, help="score that starts a new track (default: the model's, 0.5)")
+    p.add_argument("--keep", type=float, help="score that keeps a track active (default: the model's, 0.35)")
+    p.add_argument("--max-lost", type=int, help="frames a lost track keeps its ID (default: the model's, 15)")
+    p.add_argument("--kpt-conf", type=float, default=0.3, help="keypoints below this score are not drawn (0.3)")
+    p.add_argument("--imgsz", help="the model's input size is fixed in its export; re-export with "
+                                   "pavenet-export --input-size to change it (this flag only checks it)")
+    p.add_argument("--smooth", action="store_true", help="One-Euro smoothing of keypoints per track")
+    p.add_argument("--trails", action="store_true", help="draw each person's recent path")
+    p.add_argument("--show", action="store_true", help="show a live window (turned off when there is no display)")
+    p.add_argument("--no-video", action="store_true", help="write tracks.json and tracks.csv only")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--start", type=int, default=0, help="skip this many frames first (files and folders)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    thresholds = {k: v for k, v in (("new_track_thr", args.conf), ("keep_thr", args.keep),
+                                    ("max_lost", args.max_lost), ("keypoint_thr", args.kpt_conf)) if v is not None}
+    tracker = load_tracker(args.weights, args.device, args.smooth, **thresholds)
+    if args.imgsz and args.imgsz != "x".join(map(str, tracker.info.input_size)):
+        raise PavenetError(f"this model's input size is {tracker.info.input_size[0]}x{tracker.info.input_size[1]}; "
+                           "re-export it with pavenet-export --input-size to change it")
+    source = open_source(args.source, args.start)
+    tracker.fps = source.fps
+    out_dir = Path(args.output or Path("runs") / "track" / source.name)
+    outputs = TrackOutputs(out_dir, tracker.layout, source.fps, args.source, video=not args.no_video)
+    show = args.show and _display_available()
+    if args.show and not show:
+        print("note: no display available; --show turned off", file=sys.stderr)
+    total = min(x for x in (source.frame_count, args.max_frames) if x) if (source.frame_count or args.max_frames) \
+        else None
+    bar = tqdm(total=total, unit="frame", desc="track", disable=args.quiet, dynamic_ncols=True)
+    trails: dict[int, deque] = defaultdict(lambda: deque(maxlen=30))
+    frames, model_time, seen, status = 0, 0.0, set(), 0
+    start = time.perf_counter()
+    try:
+        for frame in source:
+            t0 = time.perf_counter()
+            poses = tracker.update(frame)
+            model_time += time.perf_counter() - t0
+            seen.update(poses.track_ids.tolist())
+            annotated = None
+            if not args.no_video or show:
+                annotated = poses.draw(frame, tracker.thresholds.keypoint_thr)
+                if args.trails:
+                    annotated = draw_trails(annotated, poses, trails)
+                fps = (frames + 1) / (time.perf_counter() - start)
+                cv2.putText(annotated, f"{fps:.1f} FPS  {len(poses)} people", (8, 22), cv2.FONT_HERSHEY_SIMPLEX,
+                            0.6, (255, 255, 255), 2, cv2.LINE_AA)
+            outputs.add(frames + args.start, poses, annotated)
+            frames += 1
+            bar.update(1)
+            bar.set_postfix(fps=f"{frames / (time.perf_counter() - start):.1f}", tracks=tracker.active_tracks)
+            if show:
+                cv2.imshow("pavenet", annotated)
+                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                    break
+            if args.max_frames and frames >= args.max_frames:
+                break
+    except KeyboardInterrupt:
+        status = 130
+        print("\ninterrupted: finishing the output files", file=sys.stderr)
+    finally:
+        bar.close()
+        source.close()
+        written = outputs.close()
+        if show:
+            cv2.destroyAllWindows()
+    secs = time.perf_counter() - start
+    print(f"tracked {frames} frames of {args.source} at {frames / max(secs, 1e-9):.1f} FPS end-to-end "
+          f"({1000 * model_time / max(frames, 1):.1f} ms/frame in the tracker, {tracker.provider}): "
+          f"{len(seen)} tracks; wrote {', '.join(p.name for p in written)} to {out_dir}")
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
-    return not_implemented("pavenet-track", 5)
+    return run_cli(_main, argv)
 
 
 if __name__ == "__main__":

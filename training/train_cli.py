@@ -18,8 +18,8 @@ from pathlib import Path
 
 from pavenet.cli_utils import run_cli
 from pavenet.errors import PavenetError
+from pavenet.model.checkpoint import checkpoint_config, load_checkpoint
 from pavenet.model.config import ModelConfig, load_config_file, parse_set, preset
-from training.checkpoint import checkpoint_config, load_checkpoint
 from training.config import TrainConfig
 
 # Command-line flags that set a TrainConfig field.

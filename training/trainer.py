@@ -23,10 +23,10 @@ from tqdm import tqdm
 
 from pavenet.errors import PavenetError
 from pavenet.layouts import get_layout
+from pavenet.model.checkpoint import check_compatible, checkpoint_config, load_checkpoint, save_checkpoint
 from pavenet.model.config import ModelConfig
 from pavenet.model.pavenet import build_model, param_groups
 from training.augment import AugmentConfig
-from training.checkpoint import check_compatible, checkpoint_config, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
 from training.criterion import LossConfig, SetCriterion
 from training.data import ClipDataset, StepSampler, build_source, collate

@@ -1,0 +1,79 @@
+"""Checkpoint -> ONNX: one streaming step with explicit track-query state (dynamo exporter)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+
+from pavenet.contract import INPUTS, OUTPUTS, TrackerThresholds, build_metadata
+from pavenet.errors import PavenetError
+from pavenet.layouts import get_layout
+from pavenet.model.checkpoint import checkpoint_config, load_checkpoint
+from pavenet.model.config import ModelConfig
+from pavenet.model.pavenet import PAVENet, build_model
+from pavenet.model.step import StreamingStep
+
+
+def load_model(checkpoint: str | Path, input_size: tuple[int, int] | None = None) -> PAVENet:
+    """The model of a training checkpoint in eval mode (optionally at another input size)."""
+    state = load_checkpoint(checkpoint)
+    cfg = checkpoint_config(state, checkpoint)
+    if input_size is not None:
+        cfg = cfg.override(input_width=input_size[0], input_height=input_size[1])
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise PavenetError(f"{checkpoint}: weights do not fit the stored model config ({str(exc)[:120]})") from None
+    return model.eval()
+
+
+def num_tokens(cfg: ModelConfig) -> int:
+    return sum((cfg.input_width // s) * (cfg.input_height // s) for s in cfg.strides)
+
+
+def example_inputs(cfg: ModelConfig, n: int = 3, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Inputs of the contract with N = n track queries (n >= 2 keeps the dimension dynamic)."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, 256, (1, cfg.input_height, cfg.input_width, 3), dtype=torch.uint8, generator=g),
+            torch.randn(1, n, cfg.d_model, generator=g), torch.rand(1, n, cfg.num_keypoints, 2, generator=g),
+            torch.randn(1, num_tokens(cfg), cfg.d_model, generator=g), torch.ones(1))
+
+
+def export_onnx(model: PAVENet, out: str | Path, opset: int = 18, fp16: bool = False,
+                thresholds: TrackerThresholds | None = None, quiet: bool = True) -> Path:
+    """Export ``model`` to ``out`` (written atomically) with metadata; returns the path."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cfg = model.cfg
+    step = StreamingStep(model).eval()
+    n = torch.export.Dim("num_tracks", min=0, max=4096)
+    shapes = {"image": None, "track_queries": {1: n}, "track_keypoints": {1: n}, "prev_tokens": None,
+              "prev_valid": None}
+    tmp = out.with_name(f".{out.name}.partial")
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR if quiet else logging.WARNING)
+    with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext(), warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore")
+        program = torch.onnx.export(step, example_inputs(cfg), input_names=list(INPUTS), output_names=list(OUTPUTS),
+                                    dynamo=True, dynamic_shapes=shapes, opset_version=opset, verbose=False)
+    proto = program.model_proto
+    if fp16:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        proto = convert_float_to_float16(proto, keep_io_types=True)
+    meta = build_metadata(cfg, get_layout(cfg.layout), thresholds or TrackerThresholds(), num_tokens(cfg))
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(tmp))
+    os.replace(tmp, out)
+    return out

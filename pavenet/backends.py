@@ -1,0 +1,112 @@
+"""Run one streaming step: ONNX Runtime (torch-free) or the PyTorch checkpoint.
+
+Both take and return numpy arrays in the contract of :mod:`pavenet.model.step`, so the tracker
+logic above them is the same.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pavenet.contract import INPUTS, ModelInfo, TrackerThresholds, parse_metadata
+from pavenet.errors import PavenetError
+from pavenet.layouts import get_layout
+
+
+def _choose_providers(device: str, available: list[str]) -> list[str]:
+    if device not in ("auto", "cpu", "cuda"):
+        raise PavenetError(f"unknown device {device!r}; use auto, cpu or cuda")
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in available:
+        if device == "cuda":
+            raise PavenetError("device cuda requested but this ONNX Runtime has no CUDA provider "
+                               "(install onnxruntime-gpu)")
+        return ["CPUExecutionProvider"]
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+class OnnxBackend:
+    """An exported PAVENet graph in ONNX Runtime.
+
+    ``device="auto"`` uses CUDA when ONNX Runtime can, else the CPU; ``provider`` says which one
+    is really active (a GPU build without CUDA libraries falls back to the CPU, and we say so).
+    """
+
+    def __init__(self, path: str | Path, device: str = "auto", threads: int = 0):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise PavenetError(f"{self.path}: no such ONNX file")
+        providers = _choose_providers(device, ort.get_available_providers())
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+        if providers[0] != "CPUExecutionProvider":
+            ort.set_default_logger_severity(4)  # a failed CUDA probe is reported below, in one line
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise PavenetError(f"{self.path}: not a loadable ONNX model ({first})") from None
+        finally:
+            ort.set_default_logger_severity(2)
+        self.provider = self.session.get_providers()[0]
+        if providers[0] == "CUDAExecutionProvider" and self.provider != "CUDAExecutionProvider":
+            if device == "cuda":
+                raise PavenetError("device cuda requested but ONNX Runtime could not start CUDA (drivers or "
+                                   "CUDA libraries missing)")
+            print("note: CUDA is not usable here; ONNX Runtime runs on the CPU", file=sys.stderr)
+        names = {i.name for i in self.session.get_inputs()}
+        missing = [n for n in INPUTS if n not in names]
+        if missing:
+            raise PavenetError(f"{self.path}: ONNX model has no track-query state inputs {missing}; "
+                               "is it a PAVENet export?")
+        self.info: ModelInfo = parse_metadata(self.session.get_modelmeta().custom_metadata_map, str(self.path))
+
+    def step(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outs = self.session.run(None, feeds)
+        return {o.name: v for o, v in zip(self.session.get_outputs(), outs)}
+
+
+class TorchBackend:
+    """A training checkpoint run in eager PyTorch (same contract; imports torch)."""
+
+    def __init__(self, path: str | Path, device: str = "auto"):
+        try:
+            import torch
+        except ImportError:
+            raise PavenetError("Tracker.from_checkpoint needs PyTorch; use an ONNX export instead") from None
+        from pavenet.model.checkpoint import checkpoint_config, load_checkpoint
+        from pavenet.model.pavenet import build_model
+        from pavenet.model.step import StreamingStep
+
+        state = load_checkpoint(path)
+        cfg = checkpoint_config(state, path)
+        if cfg.window == "centred":
+            cfg = cfg.override(window="causal")
+        model = build_model(cfg)
+        try:
+            model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise PavenetError(f"{path}: weights do not fit the stored model config ({str(exc)[:120]})") from None
+        use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+        self.device = torch.device("cuda" if use_cuda else "cpu")
+        self.provider = "torch-" + self.device.type
+        self.torch = torch
+        self.step_module = StreamingStep(model).eval().to(self.device)
+        n_tok = sum((cfg.input_width // s) * (cfg.input_height // s) for s in cfg.strides)
+        self.info = ModelInfo(cfg, get_layout(cfg.layout), TrackerThresholds(), n_tok)
+
+    def step(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self.torch
+        with torch.no_grad():
+            outs = self.step_module(*(torch.from_numpy(feeds[n]).to(self.device) for n in INPUTS))
+        from pavenet.contract import OUTPUTS
+
+        return {n: v.cpu().numpy() for n, v in zip(OUTPUTS, outs)}

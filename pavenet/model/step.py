@@ -1,0 +1,58 @@
+"""One streaming step of the tracker as a graph with explicit state (what ONNX export records).
+
+Inputs:
+    image            [1, H, W, 3] uint8 RGB, letterboxed to the model's input size.
+    track_queries    [1, N, D] float32, last step's ``hidden`` rows of the tracks fed back (N >= 0).
+    track_keypoints  [1, N, K, 2] float32, their last poses (normalised).
+    prev_tokens      [1, S, D] float32, last step's ``tokens`` (causal window), any values when
+                     ``prev_valid`` is 0.
+    prev_valid       [1] float32, 1 when ``prev_tokens`` holds the previous frame, 0 at the start
+                     of a stream or after a reset.
+
+Outputs (rows 0..N-1 answer the N track queries in order, then the detect queries):
+    scores           [1, N + Q] person probability.
+    keypoints        [1, N + Q, K, 2] normalised (0, 0) top-left to (1, 1) bottom-right of the input.
+    keypoint_scores  [1, N + Q, K] confidence of each keypoint (1 - mean RLE sigma, scaled).
+    hidden           [1, N + Q, D] next step's track queries.
+    tokens           [1, S, D] next step's ``prev_tokens``.
+
+Reset rule: at a new stream (or a scene cut), send N = 0 and ``prev_valid`` = 0.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from pavenet.model.pavenet import PAVENet
+
+INPUT_NAMES = ["image", "track_queries", "track_keypoints", "prev_tokens", "prev_valid"]
+OUTPUT_NAMES = ["scores", "keypoints", "keypoint_scores", "hidden", "tokens"]
+SIGMA_SCALE = 20.0  # keypoint_score = clamp(1 - SIGMA_SCALE * mean sigma, 0, 1), sigma normalised
+
+
+class StreamingStep(nn.Module):
+    """Wraps :class:`PAVENet` with the streaming contract above (causal or single-frame window)."""
+
+    def __init__(self, model: PAVENet):
+        super().__init__()
+        if model.cfg.window == "centred":
+            raise ValueError("a centred window needs the next frame: stream with a causal model")
+        self.model = model
+
+    def forward(self, image: torch.Tensor, track_queries: torch.Tensor, track_keypoints: torch.Tensor,
+                prev_tokens: torch.Tensor, prev_valid: torch.Tensor):
+        x = image.permute(0, 3, 1, 2).float()
+        tokens = self.model.encode(x)
+        context = None
+        if self.model.cfg.window == "causal":
+            v = prev_valid.view(1, 1, 1)
+            context = [prev_tokens * v + tokens * (1 - v)]
+        window = self.model.window_tokens(tokens, context)
+        out = self.model.detect(tokens, window, track_queries, track_keypoints)
+        kps, sig = out["keypoints"][-1], out["sigmas"][-1]
+        if self.model.refiner is not None:
+            refined, refined_sig = self.model.refine(out["hidden"], out["window_keypoints"], window)
+            kps, sig = refined[-1], refined_sig[-1]
+        kpt_scores = (1 - SIGMA_SCALE * sig.mean(-1)).clamp(0, 1)
+        return out["scores"][-1].sigmoid(), kps, kpt_scores, out["hidden"], tokens

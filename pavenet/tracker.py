@@ -1,0 +1,165 @@
+"""The streaming tracker: identities over time on top of one model step per frame (torch-free).
+
+Identity lifecycle (thresholds in :class:`pavenet.contract.TrackerThresholds`):
+- a detect query scoring >= ``new_track_thr`` starts a track with a new ID, unless its pose
+  duplicates an active track (OKS >= ``duplicate_oks``) or revives a lost one (OKS >=
+  ``revive_oks`` against the lost track's last pose: it takes that track's ID back);
+- a track stays active while its track query scores >= ``keep_thr``;
+- below that it is *lost*: it is kept and still fed back to the model for ``max_lost`` frames,
+  so a person who is occluded or steps out briefly comes back with the same ID; then retired.
+IDs are never reused within a stream. ``reset()`` starts a new stream.
+
+    tracker = Tracker.from_onnx("weights/pavenet-t.onnx")
+    for frame in frames:                      # [H, W, 3] BGR uint8 (grey, BGRA, float also accepted)
+        poses = tracker.update(frame)         # Poses: track_ids, keypoints, keypoint_scores, boxes
+        annotated = poses.draw(frame)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pavenet.backends import OnnxBackend, TorchBackend
+from pavenet.contract import TrackerThresholds
+from pavenet.errors import PavenetError
+from pavenet.oks import oks_matrix
+from pavenet.poses import Poses, boxes_from_keypoints
+from pavenet.preprocess import letterbox, to_bgr, to_frame_pixels
+from pavenet.smoothing import OneEuro
+
+
+@dataclass
+class _Track:
+    id: int
+    hidden: np.ndarray  # [D]
+    keypoints: np.ndarray  # [K, 2] normalised, latest prediction (fed back)
+    score: float
+    keypoint_scores: np.ndarray  # [K]
+    lost: int = 0
+    smoother: OneEuro | None = field(default=None, repr=False)
+
+
+class Tracker:
+    """Multi-person pose tracker. See the module docstring for the lifecycle."""
+
+    def __init__(self, backend, thresholds: TrackerThresholds | None = None, smooth: bool = False,
+                 fps: float = 30.0):
+        self.backend = backend
+        self.info = backend.info
+        self.layout = self.info.layout
+        self.thresholds = thresholds or self.info.thresholds
+        self.smooth, self.fps = smooth, fps
+        self.sigmas = np.asarray(self.layout.sigmas)
+        self.reset()
+
+    @classmethod
+    def from_onnx(cls, path, device: str = "auto", smooth: bool = False, **thresholds) -> Tracker:
+        """Track with an exported model in ONNX Runtime (no torch needed)."""
+        backend = OnnxBackend(path, device)
+        return cls(backend, backend.info.thresholds.override(**thresholds), smooth)
+
+    @classmethod
+    def from_checkpoint(cls, path, device: str = "auto", smooth: bool = False, **thresholds) -> Tracker:
+        """Track with a training checkpoint in PyTorch (same logic as the ONNX path)."""
+        backend = TorchBackend(path, device)
+        return cls(backend, backend.info.thresholds.override(**thresholds), smooth)
+
+    @property
+    def provider(self) -> str:
+        """Where the model runs: ``CPUExecutionProvider``, ``CUDAExecutionProvider``, ``torch-cpu`` ..."""
+        return self.backend.provider
+
+    def reset(self) -> None:
+        """Forget every track and the previous frame (the next frame starts a new stream)."""
+        cfg = self.info.config
+        self._tracks: list[_Track] = []
+        self._next_id = 0
+        self._prev_tokens = np.zeros((1, self.info.num_tokens, cfg.d_model), np.float32)
+        self._prev_valid = np.zeros(1, np.float32)
+        self._frame_size: tuple[int, int] | None = None
+        self._frame_index = 0
+
+    def update(self, frame: np.ndarray) -> Poses:
+        """Track one frame; returns the visible people with their IDs."""
+        bgr = to_bgr(frame)
+        size = (bgr.shape[1], bgr.shape[0])
+        if self._frame_size is not None and size != self._frame_size:
+            raise PavenetError(f"frame size changed from {self._frame_size} to {size} mid-stream; call reset() first")
+        self._frame_size = size
+        rgb, matrix = letterbox(bgr, self.info.input_size)
+        out = self._run(rgb)
+        self._prev_tokens, self._prev_valid = out["tokens"], np.ones(1, np.float32)
+        n = len(self._tracks)
+        scores, kps, kscores, hidden = (out[k][0] for k in ("scores", "keypoints", "keypoint_scores", "hidden"))
+        self._update_tracks(scores[:n], kps[:n], kscores[:n], hidden[:n])
+        self._add_detections(scores[n:], kps[n:], kscores[n:], hidden[n:])
+        self._frame_index += 1
+        return self._poses(matrix)
+
+    def _run(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
+        cfg = self.info.config
+        k = cfg.num_keypoints
+        if self._tracks:
+            tq = np.stack([t.hidden for t in self._tracks])[None].astype(np.float32)
+            tk = np.stack([t.keypoints for t in self._tracks])[None].astype(np.float32)
+        else:
+            tq, tk = np.zeros((1, 0, cfg.d_model), np.float32), np.zeros((1, 0, k, 2), np.float32)
+        return self.backend.step({"image": rgb[None], "track_queries": tq, "track_keypoints": tk,
+                                  "prev_tokens": self._prev_tokens, "prev_valid": self._prev_valid})
+
+    def _update_tracks(self, scores, kps, kscores, hidden) -> None:
+        th = self.thresholds
+        kept = []
+        for track, s, kp, ks, h in zip(self._tracks, scores, kps, kscores, hidden):
+            track.hidden = h
+            if s >= th.keep_thr:
+                track.keypoints, track.keypoint_scores, track.score, track.lost = kp, ks, float(s), 0
+            else:
+                track.lost += 1  # keep its last confident pose as the reference it is fed back with
+            if track.lost <= th.max_lost:
+                kept.append(track)
+        self._tracks = kept
+
+    def _add_detections(self, scores, kps, kscores, hidden) -> None:
+        th = self.thresholds
+        order = [i for i in np.argsort(-scores) if scores[i] >= th.new_track_thr]
+        for i in order:
+            active = [t for t in self._tracks if t.lost == 0]
+            if active and oks_matrix(kps[i][None], np.stack([t.keypoints for t in active]), self.sigmas).max() \
+                    >= th.duplicate_oks:
+                continue  # the same person as an active track (or a detection accepted just before)
+            lost = [t for t in self._tracks if t.lost > 0]
+            sims = oks_matrix(kps[i][None], np.stack([t.keypoints for t in lost]), self.sigmas)[0] if lost else []
+            if len(sims) and sims.max() >= th.revive_oks:
+                track = lost[int(np.argmax(sims))]
+                track.hidden, track.keypoints, track.keypoint_scores = hidden[i], kps[i], kscores[i]
+                track.score, track.lost = float(scores[i]), 0
+                continue
+            self._tracks.append(_Track(self._next_id, hidden[i], kps[i], float(scores[i]), kscores[i]))
+            self._next_id += 1
+
+    def _poses(self, matrix: np.ndarray) -> Poses:
+        visible = [t for t in self._tracks if t.lost == 0]
+        if not visible:
+            return Poses.empty(self.layout)
+        kps = np.stack([to_frame_pixels(t.keypoints, self.info.input_size, matrix) for t in visible])
+        if self.smooth:
+            stamp = self._frame_index / self.fps
+            for j, t in enumerate(visible):
+                t.smoother = t.smoother or OneEuro()
+                kps[j] = t.smoother(kps[j], stamp)
+        kscores = np.stack([t.keypoint_scores for t in visible]).astype(np.float32)
+        return Poses(
+            track_ids=np.array([t.id for t in visible], np.int64),
+            keypoints=kps.astype(np.float32),
+            keypoint_scores=kscores,
+            scores=np.array([t.score for t in visible], np.float32),
+            boxes=boxes_from_keypoints(kps, kscores, self.thresholds.keypoint_thr),
+            layout=self.layout,
+        )
+
+    @property
+    def active_tracks(self) -> int:
+        return sum(t.lost == 0 for t in self._tracks)
