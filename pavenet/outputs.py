@@ -88,7 +88,8 @@ class TrackOutputs:
             out.writerow(["frame", "track_id", "score", "x1", "y1", "x2", "y2", *kp_cols])
             for f in self.frames:
                 for p in f["people"]:
-                    out.writerow([f["frame"], p["track_id"], p["score"], *p["box"], *[v for kp in p["keypoints"] for v in kp]])
+                    flat = [v for kp in p["keypoints"] for v in kp]
+                    out.writerow([f["frame"], p["track_id"], p["score"], *p["box"], *flat])
         os.replace(tmp, path)
         return path
 

@@ -46,7 +46,8 @@ class Poses:
             kp = np.concatenate([self.keypoints[i], self.keypoint_scores[i][:, None]], 1)
             people.append({"track_id": int(self.track_ids[i]), "score": round(float(self.scores[i]), 4),
                            "box": [round(float(v), 2) for v in self.boxes[i]],
-                           "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(s), 4)] for x, y, s in kp]})
+                           "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(s), 4)]
+                                         for x, y, s in kp]})
         return {"people": people}
 
     def draw(self, frame: np.ndarray, keypoint_thr: float = 0.3, boxes: bool = False) -> np.ndarray:

@@ -1,0 +1,203 @@
+"""Export parity, the torch-free runtime, the ID lifecycle and pavenet-track."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pavenet.contract import ModelInfo, TrackerThresholds
+from pavenet.errors import PavenetError
+from pavenet.layouts import COCO17
+from pavenet.model.checkpoint import save_checkpoint
+from pavenet.model.pavenet import build_model
+from pavenet.track_cli import main as track_main
+from pavenet.tracker import Tracker
+from pavenet.video import VideoWriter, read_video
+from tests.test_model import TINY
+from tests.test_packaging import BLOCK_TORCH
+from training.synth import SynthConfig, generate_clip
+
+
+@pytest.fixture(scope="session")
+def tiny_files(tmp_path_factory):
+    """A tiny random checkpoint, its verified ONNX export and a synthetic mp4."""
+    from export.cli import main as export_main
+
+    folder = tmp_path_factory.mktemp("tiny")
+    torch.manual_seed(0)
+    model = build_model(TINY)
+    ckpt = folder / "tiny.pt"
+    save_checkpoint(ckpt, {"model": model.state_dict(), "model_config": TINY.to_dict(), "criterion": {}})
+    onnx_path = folder / "tiny.onnx"
+    assert export_main([str(ckpt), "-o", str(onnx_path), "--verify"]) == 0
+    video = folder / "clip.mp4"
+    clip = generate_clip(SynthConfig(width=128, height=96, min_people=2, max_people=4), "test", 0, 0, 12)
+    with VideoWriter(video, 25) as w:
+        for f in clip.frames:
+            w.write(f.image)
+    return {"ckpt": ckpt, "onnx": onnx_path, "video": video, "frames": [f.image for f in clip.frames]}
+
+
+def test_export_metadata_and_dynamic_track_dimension(tiny_files):
+    import onnx
+
+    proto = onnx.load(str(tiny_files["onnx"]))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["format"] == "pavenet-onnx" and json.loads(meta["keypoint_layout"])["name"] == "coco17"
+    assert json.loads(meta["model_config"])["d_model"] == 32 and "reset_rule" in meta
+    dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in proto.graph.input}
+    assert dims["track_queries"][1] == dims["track_keypoints"][1] and isinstance(dims["track_queries"][1], str)
+
+
+def test_torch_and_onnx_give_the_same_ids(tiny_files):
+    a = Tracker.from_onnx(tiny_files["onnx"], "cpu", new_track_thr=0.0, keep_thr=0.0)
+    b = Tracker.from_checkpoint(tiny_files["ckpt"], "cpu", new_track_thr=0.0, keep_thr=0.0)
+    for frame in tiny_files["frames"][:5]:
+        pa, pb = a.update(frame), b.update(frame)
+        assert pa.track_ids.tolist() == pb.track_ids.tolist()
+        assert np.allclose(pa.keypoints, pb.keypoints, atol=1e-2)
+    assert a.provider == "CPUExecutionProvider" and b.provider == "torch-cpu"
+
+
+def test_runtime_tracks_without_torch(tiny_files):
+    code = BLOCK_TORCH + f"""
+import numpy as np
+from pavenet import Tracker
+t = Tracker.from_onnx({str(tiny_files['onnx'])!r}, "cpu", new_track_thr=0.0)
+for _ in range(3):
+    poses = t.update(np.zeros((90, 120, 3), np.uint8))
+assert len(poses) > 0 and poses.keypoints.shape[1:] == (17, 2)
+assert 'torch' not in sys.modules
+print("ok", len(poses))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("ok"), result.stderr[-1500:]
+
+
+class FakeBackend:
+    """Scripted model: each step returns given (score, x) per track row and per detect row."""
+
+    def __init__(self):
+        cfg = TINY
+        self.info = ModelInfo(cfg, COCO17, TrackerThresholds(), 4)
+        self.provider = "fake"
+        self.script: list[tuple[list, list]] = []  # per frame: (track rows, detect rows) of (score, x)
+        self.seen_tracks: list[int] = []
+
+    def step(self, feeds):
+        tracks, dets = self.script.pop(0)
+        n = feeds["track_queries"].shape[1]
+        self.seen_tracks.append(n)
+        rows = list(tracks[:n]) + [(0.0, 0.5)] * (n - len(tracks)) + list(dets)
+        k, d = 17, TINY.d_model
+        kps = np.stack([np.stack([x + np.linspace(-0.05, 0.05, k), np.linspace(0.2, 0.8, k)], -1) for _, x in rows])
+        return {"scores": np.array([[s for s, _ in rows]], np.float32), "keypoints": kps[None].astype(np.float32),
+                "keypoint_scores": np.ones((1, len(rows), k), np.float32),
+                "hidden": np.zeros((1, len(rows), d), np.float32), "tokens": np.zeros((1, 4, d), np.float32)}
+
+
+def _run(script, **thr):
+    backend = FakeBackend()
+    backend.script = list(script)
+    tracker = Tracker(backend, TrackerThresholds(max_lost=2).override(**thr))
+    ids = [tracker.update(np.zeros((64, 64, 3), np.uint8)).track_ids.tolist() for _ in script]
+    return ids, backend.seen_tracks
+
+
+def test_lifecycle_occlusion_within_max_lost_keeps_the_id():
+    person = (0.9, 0.3)
+    script = [([], [person]), ([person], []), ([(0.1, 0.3)], []), ([(0.1, 0.3)], []), ([person], [])]
+    ids, fed = _run(script)
+    assert ids == [[0], [0], [], [], [0]], "occluded for 2 frames (= max_lost): same ID"
+    assert fed == [0, 1, 1, 1, 1], "the lost track is still fed back"
+
+
+def test_lifecycle_longer_occlusion_gets_a_new_id():
+    person = (0.9, 0.3)
+    lost = ([(0.1, 0.3)], [])
+    ids, fed = _run([([], [person]), lost, lost, lost, ([], [person])])
+    assert ids == [[0], [], [], [], [1]] and fed[-1] == 0
+
+
+def test_lifecycle_revive_and_duplicates():
+    person = (0.9, 0.3)
+    # The track query loses the person; a detect query finds them again at the same place.
+    ids, _ = _run([([], [person]), ([(0.1, 0.3)], []), ([(0.1, 0.3)], [person])])
+    assert ids == [[0], [], [0]], "a lost track is revived by a matching detection"
+    # A detection duplicating an active track is suppressed; a distinct one starts a new ID.
+    ids, _ = _run([([], [person]), ([person], [(0.8, 0.31), (0.8, 0.7)])])
+    assert ids == [[0], [0, 1]]
+
+
+def test_track_cli_on_a_video(tiny_files, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert track_main([str(tiny_files["video"]), "--weights", str(tiny_files["onnx"]), "--output", str(out),
+                       "--conf", "0.0", "--trails", "--smooth", "--quiet"]) == 0
+    summary = capsys.readouterr().out
+    assert "tracked 12 frames" in summary and "tracks.json" in summary
+    assert len(read_video(out / "video.mp4")) == 12
+    doc = json.loads((out / "tracks.json").read_text())
+    assert doc["num_frames"] == 12 and len(doc["frames"]) == 12
+    ids = {p["track_id"] for f in doc["frames"] for p in f["people"]}
+    assert ids == set(doc["track_ids"]) and len(ids) > 0
+    rows = (out / "tracks.csv").read_text().strip().splitlines()
+    assert len(rows) - 1 == sum(len(f["people"]) for f in doc["frames"])
+    assert len(rows[0].split(",")) == 7 + 17 * 3
+
+
+def test_track_cli_bad_inputs(tiny_files, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    zero = tmp_path / "zero.mp4"
+    zero.write_bytes(b"")
+    not_onnx = tmp_path / "model.onnx"
+    not_onnx.write_bytes(b"garbage")
+    import onnx
+
+    plain = onnx.load(str(tiny_files["onnx"]))
+    del plain.metadata_props[:]
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(plain, str(foreign))
+    locked = tmp_path / "locked"
+    locked.write_text("a file, not a folder")
+    cases = [
+        ([str(tmp_path / "missing.mp4")], "no such file"),
+        ([str(zero)], "zero.mp4"),
+        ([str(empty)], "no images"),
+        ([str(tiny_files["video"]), "--weights", str(tmp_path / "nope.onnx")], "no such weights file"),
+        ([str(tiny_files["video"]), "--weights", str(not_onnx)], "not a loadable ONNX model"),
+        ([str(tiny_files["video"]), "--weights", str(foreign)], "not a PAVENet tracker ONNX file"),
+        ([str(tiny_files["video"]), "--weights", str(tiny_files["onnx"]), "--output", str(locked / "x")],
+         "not writable"),
+    ]
+    for argv, message in cases:
+        if "--weights" not in argv:
+            argv = [*argv, "--weights", str(tiny_files["onnx"])]
+        assert track_main([*argv, "--quiet"]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("error: ") and message in err[-1], (argv, err)
+
+
+def test_frame_formats_and_size_changes(tiny_files):
+    tracker = Tracker.from_onnx(tiny_files["onnx"], "cpu")
+    for frame in (np.zeros((48, 64), np.uint8), np.zeros((48, 64, 1), np.uint8), np.zeros((48, 64, 4), np.uint8),
+                  np.zeros((48, 64, 3), np.float32), np.zeros((48, 64, 3), np.uint16)):
+        tracker.update(frame)
+    with pytest.raises(PavenetError, match="frame size changed"):
+        tracker.update(np.zeros((50, 64, 3), np.uint8))
+    tracker.reset()
+    tracker.update(np.zeros((50, 64, 3), np.uint8))
+    with pytest.raises(PavenetError, match="unsupported frame shape"):
+        tracker.update(np.zeros((4, 5, 6, 7), np.uint8))
+
+
+def test_checkpoint_of_the_wrong_kind(tmp_path):
+    bad = tmp_path / "x.pt"
+    torch.save({"format": "something-else"}, bad)
+    with pytest.raises(PavenetError, match="not a PAVENet checkpoint"):
+        Tracker.from_checkpoint(bad)
+    assert Path(bad).exists()
