@@ -17,7 +17,9 @@ class TrainConfig:
         epochs, iters_per_epoch: run length (an epoch of the endless synthetic stream is a fixed
             number of optimizer steps).
         batch_size: clips per step and process; accumulate: micro-batches per optimizer step.
-        lr, weight_decay: AdamW; low_lr_factor: lr multiplier of the backbone and sampling offsets.
+        lr, weight_decay: AdamW; low_lr_factor: lr multiplier of the sampling offsets, and of the
+            backbone when it starts from trained weights (``pretrained_backbone``, set automatically
+            by ``--backbone-weights`` and ``--load-from``; a backbone trained from scratch needs full lr).
         schedule: ``cosine`` or ``step`` (x0.1 at each epoch of ``lr_drop``, comma-separated).
         warmup_iters: linear warm-up steps.
         clip_grad: max gradient norm (0 disables); grad_norm is logged before clipping.
@@ -52,6 +54,7 @@ class TrainConfig:
     lr: float = 4e-4
     weight_decay: float = 1e-4
     low_lr_factor: float = 0.1
+    pretrained_backbone: bool = False
     schedule: str = "cosine"
     lr_drop: str = "10"
     warmup_iters: int = 100

@@ -101,6 +101,8 @@ class Trainer:
                  backbone_weights: str | None = None,
                  synth: SynthConfig | None = None, progress: bool = True):
         self.dist, self.device = setup_distributed(device)
+        if (backbone_weights or load_from) and not resume:
+            cfg = cfg.override(pretrained_backbone=True)  # saved with the run, so a resume groups alike
         self.model_cfg, self.cfg, self.work_dir = model_cfg, cfg, Path(work_dir)
         self.progress = progress and self.dist.main
         torch.manual_seed(cfg.seed)
@@ -113,7 +115,8 @@ class Trainer:
         criterion = SetCriterion(torch.tensor(self.layout.sigmas), model_cfg.decoder_layers, loss_cfg)
         self.step_module = TrainStep(model, criterion, cfg.grad_frames, cfg.track_score_thr, cfg.max_track_queries,
                                      cfg.track_drop, cfg.track_fp).to(self.device)
-        groups = param_groups(model, cfg.lr, cfg.weight_decay, cfg.low_lr_factor)
+        groups = param_groups(model, cfg.lr, cfg.weight_decay, cfg.low_lr_factor,
+                              pretrained_backbone=cfg.pretrained_backbone)
         groups[0]["params"] += list(criterion.parameters())
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]

@@ -211,13 +211,15 @@ class PAVENet(nn.Module):
         return out
 
 
-def param_groups(model: PAVENet, lr: float, weight_decay: float, low_lr_factor: float = 0.1) -> list[dict]:
-    """AdamW groups: the backbone and the sampling offsets train at 0.1x lr (Deformable DETR, PAVE-Net)."""
+def param_groups(model: PAVENet, lr: float, weight_decay: float, low_lr_factor: float = 0.1,
+                 pretrained_backbone: bool = True) -> list[dict]:
+    """AdamW groups: sampling offsets, and a pretrained backbone, train at 0.1x lr (Deformable DETR,
+    PAVE-Net). A backbone trained from scratch needs the full rate."""
     low, normal = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        slow = name.startswith("backbone.") or "sampling_offsets" in name
+        slow = (pretrained_backbone and name.startswith("backbone.")) or "sampling_offsets" in name
         (low if slow else normal).append(p)
     return [{"params": normal, "lr": lr, "weight_decay": weight_decay, "name": "main"},
             {"params": low, "lr": lr * low_lr_factor, "weight_decay": weight_decay, "name": "low_lr"}]
