@@ -52,15 +52,17 @@ def main() -> None:
     backend = OnnxBackend(args.weights, args.device)
     print(f"model {backend.info.config.name} {backend.info.input_size[0]}x{backend.info.input_size[1]}, "
           f"provider {backend.provider}")
+    torch_backend = None
+    if args.checkpoint:
+        from pavenet.backends import TorchBackend
+
+        torch_backend = TorchBackend(args.checkpoint, args.device)
     model_fps = {}
     for n in (0, 20):
         feeds = _feeds(backend.info, n)
         model_fps[n] = rate(lambda f=feeds: backend.step(f), args.seconds)
         line = f"model-only, N={n:2d} track queries: ONNX Runtime {model_fps[n]:6.1f} FPS"
-        if args.checkpoint:
-            from pavenet.backends import TorchBackend
-
-            torch_backend = TorchBackend(args.checkpoint, args.device)
+        if torch_backend is not None:
             torch_fps = rate(lambda f=feeds: torch_backend.step(f), args.seconds)
             line += f", eager PyTorch {torch_fps:6.1f} FPS, ratio {model_fps[n] / torch_fps:.2f}x"
         print(line)

@@ -18,7 +18,8 @@ sys.meta_path.insert(0, Block())
 
 
 def test_runtime_and_data_import_without_torch():
-    code = BLOCK_TORCH + "import pavenet, pavenet.draw, pavenet.video, pavenet.geometry, pavenet.tracker, pavenet.track_cli\n" \
+    code = BLOCK_TORCH + "import pavenet, pavenet.draw, pavenet.video, pavenet.geometry, pavenet.tracker\n" \
+        "import pavenet.track_cli\n" \
         "import training.synth, training.posetrack, training.augment, training.coco, training.data_cli\n" \
         "assert 'torch' not in sys.modules\n"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

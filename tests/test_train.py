@@ -79,7 +79,7 @@ def test_log_has_the_users_keys_and_checkpoints(tmp_path):
         assert line["n_trk_pos"] <= line["n_trk"]
     assert train[-1]["loss"] == pytest.approx(sum(v for k, v in train[-1].items() if "loss_" in k), abs=1e-4)
     val = _log(work, "val")
-    assert len(val) == 1 and {"mean_oks", "recall_oks50"} <= set(val[0])
+    assert len(val) == 1 and {"mean_oks", "recall_oks50", "best_query_oks", "f1_best", "thr_best"} <= set(val[0])
     for name in ("last.pt", "best.pt", "epoch_1.pt", "config.json"):
         assert (work / name).exists(), name
     state = torch.load(work / "last.pt", weights_only=True)

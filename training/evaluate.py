@@ -29,28 +29,55 @@ def match_oks(pred: torch.Tensor, tgt: Targets, sigmas: torch.Tensor) -> np.ndar
     return out
 
 
+SWEEP = tuple(round(0.05 * i, 2) for i in range(1, 15))  # score thresholds 0.05 .. 0.70
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, dataset: ClipDataset, sigmas: torch.Tensor, device: torch.device,
              batch_size: int = 8, score_thr: float = 0.3) -> dict[str, float]:
-    """Run the model on every frame of ``dataset`` and score its poses."""
+    """Run the model on every frame of ``dataset`` and score its poses.
+
+    Returns mean OKS / recall / precision at OKS 0.5 for predictions scoring >= ``score_thr``;
+    ``best_query_oks`` (each person's best OKS over all queries: pose quality regardless of
+    scores); and the best F1 at OKS 0.5 over a sweep of score thresholds with that threshold
+    (what the tracker's ``new_track_thr`` should be for this model).
+    """
     was_training = model.training
     model.eval()
-    per_person, n_pred = [], 0
     sigmas = sigmas.to(device)
+    people, best_query = 0, []
+    hits = dict.fromkeys((score_thr, *SWEEP), 0)
+    preds = dict.fromkeys(hits, 0)
+    oks_sum = 0.0
     for batch in DataLoader(dataset, batch_size=batch_size, collate_fn=collate):
-        images = batch["images"]
         for t, frame_targets in enumerate(batch["targets"]):
-            out = model(images[:, t].to(device).float())
+            out = model(batch["images"][:, t].to(device).float())
             scores = out["scores"][-1].sigmoid()
             refined = out.get("refine_keypoints")
             final = refined[-1] if refined is not None and len(refined) else out["keypoints"][-1]
             for b, tgt in enumerate(frame_targets):
-                keep = scores[b] >= score_thr
-                n_pred += int(keep.sum())
-                per_person.append(match_oks(final[b][keep], tgt.to(device), sigmas))
+                tgt = tgt.to(device)
+                people += len(tgt)
+                if len(tgt):
+                    sim = oks(final[b].float(), tgt.keypoints, tgt.visible, tgt.area, sigmas)
+                    best_query.append(sim.max(0).values.cpu().numpy())
+                for thr in hits:
+                    keep = scores[b] >= thr
+                    matched = match_oks(final[b][keep], tgt, sigmas)
+                    hits[thr] += int((matched >= 0.5).sum())
+                    preds[thr] += int(keep.sum())
+                    if thr == score_thr:
+                        oks_sum += float(matched.sum())
     model.train(was_training)
-    sims = np.concatenate(per_person) if per_person else np.zeros(0)
-    n_gt = max(len(sims), 1)
-    hits = int((sims >= 0.5).sum())
-    return {"mean_oks": float(sims.sum() / n_gt), "recall_oks50": hits / n_gt,
-            "precision_oks50": hits / max(n_pred, 1), "num_people": int(len(sims)), "num_pred": n_pred}
+    n = max(people, 1)
+
+    def f1(thr: float) -> float:
+        p, r = hits[thr] / max(preds[thr], 1), hits[thr] / n
+        return 2 * p * r / max(p + r, 1e-9)
+
+    best_thr = max(SWEEP, key=f1)
+    return {"mean_oks": oks_sum / n, "recall_oks50": hits[score_thr] / n,
+            "precision_oks50": hits[score_thr] / max(preds[score_thr], 1), "num_people": people,
+            "num_pred": preds[score_thr],
+            "best_query_oks": float(np.concatenate(best_query).mean()) if best_query else 0.0,
+            "f1_best": f1(best_thr), "thr_best": best_thr}
