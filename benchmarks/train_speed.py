@@ -44,6 +44,7 @@ def main() -> None:
             start = time.perf_counter()
         out = model(batch["images"][:, 0].to(device).float())
         losses, _ = crit(out, [t.to(device) for t in batch["targets"][0]])
+        losses = SetCriterion.total(losses)
         opt.zero_grad()
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)

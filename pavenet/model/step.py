@@ -28,7 +28,7 @@ from pavenet.model.pavenet import PAVENet
 
 INPUT_NAMES = ["image", "track_queries", "track_keypoints", "prev_tokens", "prev_valid"]
 OUTPUT_NAMES = ["scores", "keypoints", "keypoint_scores", "hidden", "tokens"]
-SIGMA_SCALE = 20.0  # keypoint_score = clamp(1 - SIGMA_SCALE * mean sigma, 0, 1), sigma normalised
+SIGMA_SCALE = 1.0  # keypoint_score = clamp(1 - SIGMA_SCALE * mean sigma, 0, 1), as mmpose scores RLE keypoints
 
 
 class StreamingStep(nn.Module):
