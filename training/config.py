@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 
 from pavenet.errors import PavenetError
-from pavenet.model.config import coerce_value
+from pavenet.model.config import override_fields
 
 
 @dataclass(frozen=True)
@@ -107,13 +107,8 @@ class TrainConfig:
         return asdict(self)
 
     def override(self, **changes) -> TrainConfig:
-        known = {f.name for f in fields(self)}
-        clean = {}
-        for key, value in changes.items():
-            if key not in known:
-                raise PavenetError(f"unknown training config key {key!r}")
-            clean[key] = coerce_value(key, value, type(getattr(self, key)))
-        return replace(self, **clean)
+        """A copy with ``changes``; unknown keys and wrong types are errors."""
+        return override_fields(self, changes, "training config")
 
     @classmethod
     def field_names(cls) -> set[str]:

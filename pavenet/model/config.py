@@ -120,13 +120,16 @@ class ModelConfig:
 
     def override(self, **changes) -> ModelConfig:
         """A copy with ``changes``; unknown keys and wrong types are errors."""
-        known = {f.name: f for f in fields(self)}
-        clean = {}
-        for key, value in changes.items():
-            if key not in known:
-                raise PavenetError(f"unknown model config key {key!r}; known: {', '.join(known)}")
-            clean[key] = coerce_value(key, value, type(getattr(self, key)))
-        return replace(self, **clean)
+        return override_fields(self, changes, "model config")
+
+
+def override_fields(config, changes: dict, what: str):
+    """A copy of the dataclass ``config`` with ``changes`` typed like its fields (strings parsed)."""
+    known = [f.name for f in fields(config)]
+    unknown = [k for k in changes if k not in known]
+    if unknown:
+        raise PavenetError(f"unknown {what} key {unknown[0]!r}; known: {', '.join(known)}")
+    return replace(config, **{k: coerce_value(k, v, type(getattr(config, k))) for k, v in changes.items()})
 
 
 def coerce_value(key: str, value, kind: type):
