@@ -25,7 +25,11 @@ _END = object()
 
 
 class TrackOutputs:
-    """Collects per-frame results and writes ``video.mp4``, ``tracks.json``, ``tracks.csv`` in ``folder``."""
+    """Writes ``video.mp4``, ``tracks.json``, ``tracks.csv`` in ``folder`` as frames arrive.
+
+    Memory stays flat on long streams: CSV rows and per-frame JSON records go to disk at once;
+    ``tracks.json`` is assembled from the records on :meth:`close`.
+    """
 
     def __init__(self, folder: str | Path, layout: KeypointLayout, fps: float, source: str, video: bool = True):
         self.folder = Path(folder)
@@ -37,7 +41,15 @@ class TrackOutputs:
         except OSError as exc:
             raise PavenetError(f"{self.folder}: output folder is not writable ({exc.strerror})") from None
         self.layout, self.fps, self.source = layout, fps, source
-        self.frames: list[dict] = []
+        self.num_frames = 0
+        self.track_ids: set[int] = set()
+        self._records_path = self.folder / ".tracks.jsonl.partial"
+        self._records = open(self._records_path, "w", encoding="utf-8")
+        self._csv_tmp = self.folder / ".tracks.csv.partial"
+        self._csv_file = open(self._csv_tmp, "w", newline="", encoding="utf-8")
+        self._csv = csv.writer(self._csv_file)
+        kp_cols = [f"{n}_{c}" for n in layout.keypoints for c in ("x", "y", "score")]
+        self._csv.writerow(["frame", "track_id", "score", "x1", "y1", "x2", "y2", *kp_cols])
         self.video_path = self.folder / "video.mp4" if video else None
         self._queue: queue.Queue = queue.Queue(8)
         self._error: list[BaseException] = []
@@ -56,7 +68,13 @@ class TrackOutputs:
                 pass
 
     def add(self, index: int, poses: Poses, annotated: np.ndarray | None = None) -> None:
-        self.frames.append({"frame": index, **poses.to_dict()})
+        record = {"frame": index, **poses.to_dict()}
+        self._records.write(json.dumps(record) + "\n")
+        for p in record["people"]:
+            self.track_ids.add(p["track_id"])
+            flat = [v for kp in p["keypoints"] for v in kp]
+            self._csv.writerow([index, p["track_id"], p["score"], *p["box"], *flat])
+        self.num_frames += 1
         if self._thread is not None and annotated is not None:
             self._queue.put(annotated)
 
@@ -68,34 +86,25 @@ class TrackOutputs:
             self._thread.join()
             if self.video_path.exists():
                 written.append(self.video_path)
-        written += [self._write_json(), self._write_csv()]
+        self._csv_file.close()
+        os.replace(self._csv_tmp, self.folder / "tracks.csv")
+        self._records.close()
+        written += [self._write_json(), self.folder / "tracks.csv"]
         if self._error:
             raise PavenetError(f"{self.video_path}: video encoding failed ({self._error[0]})")
         return written
 
     def _write_json(self) -> Path:
-        ids = sorted({p["track_id"] for f in self.frames for p in f["people"]})
-        doc = {"source": self.source, "fps": self.fps, "num_frames": len(self.frames), "track_ids": ids,
-               "keypoint_layout": self.layout.to_dict(), "frames": self.frames}
-        return _atomic_write(self.folder / "tracks.json", json.dumps(doc))
-
-    def _write_csv(self) -> Path:
-        path = self.folder / "tracks.csv"
+        """``tracks.json`` from the per-frame records, streamed (one frame in memory at a time)."""
+        head = {"source": self.source, "fps": self.fps, "num_frames": self.num_frames,
+                "track_ids": sorted(self.track_ids), "keypoint_layout": self.layout.to_dict()}
+        path = self.folder / "tracks.json"
         tmp = path.with_name(f".{path.name}.partial")
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            out = csv.writer(fh)
-            kp_cols = [f"{n}_{c}" for n in self.layout.keypoints for c in ("x", "y", "score")]
-            out.writerow(["frame", "track_id", "score", "x1", "y1", "x2", "y2", *kp_cols])
-            for f in self.frames:
-                for p in f["people"]:
-                    flat = [v for kp in p["keypoints"] for v in kp]
-                    out.writerow([f["frame"], p["track_id"], p["score"], *p["box"], *flat])
+        with open(tmp, "w", encoding="utf-8") as out, open(self._records_path, encoding="utf-8") as records:
+            out.write(json.dumps(head)[:-1] + ', "frames": [')
+            for i, line in enumerate(records):
+                out.write(("," if i else "") + line.strip())
+            out.write("]}")
         os.replace(tmp, path)
+        self._records_path.unlink()
         return path
-
-
-def _atomic_write(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path

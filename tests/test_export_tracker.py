@@ -201,3 +201,24 @@ def test_checkpoint_of_the_wrong_kind(tmp_path):
     with pytest.raises(PavenetError, match="not a PAVENet checkpoint"):
         Tracker.from_checkpoint(bad)
     assert Path(bad).exists()
+
+
+@pytest.mark.parametrize("failure, code", [(KeyboardInterrupt, 130), (PavenetError("stream broke"), 2)])
+def test_interrupted_run_keeps_valid_outputs(tiny_files, tmp_path, monkeypatch, failure, code):
+    real = Tracker.update
+    calls = [0]
+
+    def flaky(self, frame):
+        calls[0] += 1
+        if calls[0] == 6:
+            raise failure
+        return real(self, frame)
+
+    monkeypatch.setattr(Tracker, "update", flaky)
+    out = tmp_path / "out"
+    assert track_main([str(tiny_files["video"]), "--weights", str(tiny_files["onnx"]), "--output", str(out),
+                       "--conf", "0.0", "--quiet"]) == code
+    assert len(read_video(out / "video.mp4")) == 5, "the frames before the failure are a playable video"
+    doc = json.loads((out / "tracks.json").read_text())
+    assert doc["num_frames"] == 5 and len((out / "tracks.csv").read_text().splitlines()) >= 1
+    assert not list(out.glob(".*partial*")), "no temporary files are left"
