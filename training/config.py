@@ -34,6 +34,8 @@ class TrainConfig:
         track_drop, track_fp: training augmentation (TrackFormer): drop each track query with this
             probability; add a false-positive track query from an unmatched confident query.
         loss_cls, loss_kpt, loss_oks: loss weights.
+        cls_target: ``oks`` (varifocal loss towards each matched pose's OKS, so scores rank pose
+            quality) or ``binary`` (PETR's focal loss towards 1 for every matched query).
         log_interval: steps per log line; ckpt_interval: steps between ``last.pt`` saves;
             keep_checkpoints: how many ``epoch_N.pt`` files to keep.
         val_clips: validation clips (synthetic val split / the dataset's val split).
@@ -44,6 +46,9 @@ class TrainConfig:
         init_partial: ``--load-from`` copies only the tensors whose name and shape match (start a
             tracking model from a detection-stage checkpoint).
         synth_width, synth_height, synth_max_people: synthetic frame size and crowd size.
+        diag_*: thresholds of the live diagnosis (:class:`training.diagnosis.DiagnosisConfig`);
+            diag_memory_mb 0 = 20 GB or 90 % of the device, whichever is smaller.
+        tensorboard: also write TensorBoard scalars to ``work_dir/tensorboard`` (needs ``tensorboard``).
     """
 
     data: str = "synthetic"
@@ -67,9 +72,10 @@ class TrainConfig:
     max_track_queries: int = 100
     track_drop: float = 0.4
     track_fp: float = 0.1
-    loss_cls: float = 0.5
+    loss_cls: float = 1.0
     loss_kpt: float = 1.0
     loss_oks: float = 0.0
+    cls_target: str = "oks"
     log_interval: int = 10
     ckpt_interval: int = 200
     keep_checkpoints: int = 2
@@ -82,6 +88,15 @@ class TrainConfig:
     synth_width: int = 320
     synth_height: int = 240
     synth_max_people: int = 10
+    diag_after: int = 300
+    diag_window: int = 100
+    diag_id_con: float = 0.5
+    diag_grad_norm: float = 200.0
+    diag_memory_mb: float = 0.0
+    diag_patience: int = 1000
+    diag_min_delta: float = 0.05
+    diag_l1_ratio: float = 3.0
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         if self.schedule not in ("cosine", "step"):
@@ -92,6 +107,8 @@ class TrainConfig:
             raise PavenetError("lr must be positive")
         if self.track_assignment not in ("bonus", "hard"):
             raise PavenetError("track_assignment must be 'bonus' or 'hard'")
+        if self.cls_target not in ("oks", "binary"):
+            raise PavenetError("cls_target must be 'oks' or 'binary'")
         if not 1 <= self.grad_frames <= self.seq_length:
             raise PavenetError("grad_frames must be between 1 and seq_length")
 

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from training.losses import RealNVP, oks_loss, rle_loss, sigmoid_focal_loss
+from training.losses import RealNVP, oks, oks_loss, rle_loss, sigmoid_focal_loss, varifocal_loss
 from training.matcher import HungarianMatcher, Targets
 from training.tracking import TrackBatch, match_with_tracks
 
@@ -35,6 +35,7 @@ class LossConfig:
     focal_gamma: float = 2.0
     track_assignment: str = "bonus"
     track_bonus: float = -10.0
+    cls_target: str = "oks"
 
 
 Match = tuple[np.ndarray, np.ndarray]  # (query indices, target indices) of one image
@@ -98,9 +99,19 @@ class SetCriterion(nn.Module):
             gt.append(targets[b].keypoints[ti_t])
             vis.append(targets[b].visible[ti_t])
             area.append(targets[b].area[ti_t])
-        focal = sigmoid_focal_loss(scores.float(), labels, c.focal_alpha, c.focal_gamma)
-        focal = (focal if valid is None else focal * valid).sum() / num_targets
         pred, sig, gt, vis, area = (torch.cat(x) for x in (pred, sig, gt, vis, area))
+        if c.cls_target == "oks":  # quality-aware: the target of a matched query is its pose's OKS
+            with torch.no_grad():
+                quality = oks(pred.float(), gt, vis, area, self.sigmas).diagonal() if len(pred) else pred.new_zeros(0)
+            offset = 0
+            for b, (qi, _) in enumerate(matches):
+                qi_t = torch.as_tensor(qi, device=scores.device, dtype=torch.long)
+                labels[b, qi_t] = quality[offset:offset + len(qi)].clamp(min=0.01).to(labels.dtype)
+                offset += len(qi)
+            focal = varifocal_loss(scores.float(), labels, gamma=c.focal_gamma)
+        else:
+            focal = sigmoid_focal_loss(scores.float(), labels, c.focal_alpha, c.focal_gamma)
+        focal = (focal if valid is None else focal * valid).sum() / num_targets
         out = {f"{prefix}loss_cls": c.loss_cls * focal,
                f"{prefix}loss_kpt": c.loss_kpt * rle_loss(pred.float(), sig.float(), gt, vis, flow)}
         if c.loss_oks:

@@ -25,6 +25,21 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
     return a_t * (1 - p_t) ** gamma * ce
 
 
+def varifocal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.75,
+                   gamma: float = 2.0) -> torch.Tensor:
+    """Elementwise varifocal loss (Zhang et al., VarifocalNet, CVPR 2021), as RT-DETR uses it.
+
+    ``targets`` in [0, 1] are quality scores (here the matched prediction's OKS) for positives and
+    0 for negatives: positives get BCE towards their quality weighted by it, negatives the focal
+    down-weighting ``alpha * p ** gamma``. The score learns to rank poses by how good they are,
+    which is what OKS-AP and the tracker's thresholds need.
+    """
+    p = logits.sigmoid()
+    pos = (targets > 0).to(logits.dtype)
+    weight = alpha * p.detach() ** gamma * (1 - pos) + targets * pos
+    return weight * F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+
+
 class RealNVP(nn.Module):
     """2-D RealNVP density (Dinh et al. 2017): 6 affine couplings with alternating masks, scale
     and shift nets 2 -> 64 -> 64 -> 2 with LeakyReLU, tanh on the scale, small initial weights."""

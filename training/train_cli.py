@@ -24,7 +24,8 @@ from training.config import TrainConfig
 
 # Command-line flags that set a TrainConfig field.
 _FLAGS = {"data": "data", "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "clip_grad": "clip_grad",
-          "accumulate": "accumulate", "workers": "workers", "iters_per_epoch": "iters_per_epoch", "seed": "seed"}
+          "accumulate": "accumulate", "workers": "workers", "iters_per_epoch": "iters_per_epoch", "seed": "seed",
+          "tensorboard": "tensorboard"}
 
 
 def resolve_configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
@@ -70,10 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed of initialisation and sample stream (default 0)")
     p.add_argument("--work-dir", help="run folder (default runs/<config>-<date-time>)")
     p.add_argument("--resume", help="checkpoint to continue from exactly, or 'auto' for WORK_DIR/last.pt")
-    p.add_argument("--load-from", help="initialise the model from a checkpoint (same architecture), then train anew")
+    p.add_argument("--load-from", help="initialise the model from a checkpoint (same architecture), then train "
+                                       "anew (backbone at low lr unless --set pretrained_backbone=false)")
     p.add_argument("--backbone-weights", help="torchvision ResNet ImageNet weights (.pth) for resnet backbones")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto = CUDA when available (default)")
+    p.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also log scalars to WORK_DIR/tensorboard (needs: pip install tensorboard)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines still written)")
     return p
 
@@ -92,9 +96,9 @@ def _main(argv: list[str] | None) -> int:
         model_cfg = checkpoint_config(state, resume)
         train_cfg = TrainConfig().override(**state["train_config"])
         extra = {f: getattr(args, fl) for fl, f in _FLAGS.items() if getattr(args, fl) is not None}
-        if set(extra) - {"epochs", "workers"} or args.set or args.config:
-            raise PavenetError("--resume continues a run with its own config; only --epochs and --workers "
-                               "may change")
+        if set(extra) - {"epochs", "workers", "tensorboard"} or args.set or args.config:
+            raise PavenetError("--resume continues a run with its own config; only --epochs, --workers and "
+                               "--tensorboard may change")
         train_cfg = train_cfg.override(**extra)
         work_dir = Path(args.work_dir) if args.work_dir else Path(resume).parent
     else:
@@ -102,7 +106,8 @@ def _main(argv: list[str] | None) -> int:
         work_dir = Path(args.work_dir or f"runs/{model_cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     start = time.perf_counter()
     trainer = Trainer(model_cfg, train_cfg, work_dir, device=args.device, resume=resume, load_from=args.load_from,
-                      backbone_weights=args.backbone_weights, progress=not args.no_progress)
+                      backbone_weights=args.backbone_weights, progress=not args.no_progress,
+                      mark_pretrained="pretrained_backbone" not in parse_set(args.set))
     metrics = trainer.train()
     minutes = (time.perf_counter() - start) / 60
     if trainer.dist.main:
