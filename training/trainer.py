@@ -12,7 +12,7 @@ import sys
 import time
 from collections import defaultdict
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -30,6 +30,7 @@ from training.augment import AugmentConfig
 from training.config import TrainConfig
 from training.criterion import LossConfig, SetCriterion
 from training.data import ClipDataset, StepSampler, build_source, collate
+from training.diagnosis import Diagnoser, DiagnosisConfig
 from training.evaluate import evaluate
 from training.sequence import TrainStep
 from training.synth import SynthConfig
@@ -93,15 +94,25 @@ def peak_memory_mb(device: torch.device) -> float:
     return kb / 1024 if sys.platform != "darwin" else kb / 2**20
 
 
+def device_memory_mb(device: torch.device) -> float:
+    """Total memory of the training device (the GPU's, or the machine's RAM) in MB."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory / 2**20
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+
+
 class Trainer:
     """Trains one run into ``work_dir`` (``log.jsonl``, ``config.json``, ``last.pt``, ``best.pt``)."""
 
     def __init__(self, model_cfg: ModelConfig, cfg: TrainConfig, work_dir: str | Path, device: str = "auto",
                  resume: str | Path | None = None, load_from: str | Path | None = None,
                  backbone_weights: str | None = None,
-                 synth: SynthConfig | None = None, progress: bool = True):
+                 synth: SynthConfig | None = None, progress: bool = True, mark_pretrained: bool = True):
         self.dist, self.device = setup_distributed(device)
-        if (backbone_weights or load_from) and not resume:
+        if (backbone_weights or load_from) and not resume and mark_pretrained:
             cfg = cfg.override(pretrained_backbone=True)  # saved with the run, so a resume groups alike
         self.model_cfg, self.cfg, self.work_dir = model_cfg, cfg, Path(work_dir)
         self.progress = progress and self.dist.main
@@ -111,7 +122,8 @@ class Trainer:
         if backbone_weights:
             model.backbone.load_pretrained(backbone_weights)
         loss_cfg = LossConfig(loss_cls=cfg.loss_cls, loss_kpt=cfg.loss_kpt, loss_oks=cfg.loss_oks,
-                              track_assignment=cfg.track_assignment, track_bonus=cfg.track_bonus)
+                              cls_target=cfg.cls_target, track_assignment=cfg.track_assignment,
+                              track_bonus=cfg.track_bonus)
         criterion = SetCriterion(torch.tensor(self.layout.sigmas), model_cfg.decoder_layers, loss_cfg)
         self.step_module = TrainStep(model, criterion, cfg.grad_frames, cfg.track_score_thr, cfg.max_track_queries,
                                      cfg.track_drop, cfg.track_fp).to(self.device)
@@ -122,6 +134,11 @@ class Trainer:
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.step = 0
         self.best = -1.0
+        diag_cfg = DiagnosisConfig.from_train_config(cfg)
+        if cfg.diag_memory_mb <= 0:
+            diag_cfg = replace(diag_cfg, memory_mb=min(20000.0, 0.9 * device_memory_mb(self.device)))
+        self.diagnoser = Diagnoser(diag_cfg)
+        self.tb = None
         if load_from:
             self._load_weights(load_from, model, criterion)
         if resume:
@@ -216,6 +233,36 @@ class Trainer:
         line = json.dumps({k: (round(v, 6) if isinstance(v, float) else v) for k, v in record.items()})
         with open(self.work_dir / "log.jsonl", "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
+        if self.tb is not None and record["mode"] in ("train", "val"):
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("epoch", "iter"):
+                    self.tb.add_scalar(f"{record['mode']}/{k}", v, self.step)
+
+    def _diagnose(self, record: dict) -> None:
+        """The user's troubleshooting table, live: each symptom reported once (console + log line)."""
+        for d in self.diagnoser.update(self.step, record):
+            tqdm.write(("note" if d.expected else "warning") + ": " + d.message(), file=sys.stderr)
+            self._log(d.record(record["epoch"], record["iter"]))
+
+    def _open_tensorboard(self) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise PavenetError("tensorboard=true needs the tensorboard package: pip install tensorboard") from None
+        self.tb = SummaryWriter(str(self.work_dir / "tensorboard"))
+
+    def _seed_diagnoses(self) -> None:
+        """On resume: diagnoses already in the log are not raised again."""
+        path = self.work_dir / "log.jsonl"
+        if not path.exists():
+            return
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if r.get("mode") == "diagnosis":
+                self.diagnoser.raised[r["rule"]] = r
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -247,6 +294,10 @@ class Trainer:
             (self.work_dir / "config.json").write_text(json.dumps(
                 {"model": self.model_cfg.to_dict(), "train": self.cfg.to_dict()}, indent=2))
         cfg = self.cfg
+        if self.dist.main:
+            self._seed_diagnoses()
+            if cfg.tensorboard:
+                self._open_tensorboard()
         sums: dict[str, float] = defaultdict(float)
         diag_sums: dict[str, float] = defaultdict(float)
         count, bad, metrics = 0, 0, {}
@@ -297,6 +348,8 @@ class Trainer:
                 now = time.perf_counter()
                 record = self._train_record(sums, diag_sums, count, lr, (now - t_last) / count)
                 self._log(record)
+                if self.dist.main:
+                    self._diagnose(record)
                 bar.set_postfix(loss=f"{record['loss']:.3f}", kpt=f"{record['loss_kpt']:.3f}",
                                 id_con=f"{record['trk_id_con']:.2f}", gnorm=f"{record['grad_norm']:.1f}")
                 sums.clear()
@@ -310,6 +363,8 @@ class Trainer:
                 self._save_epoch(self.step // cfg.iters_per_epoch)
             t_data = time.perf_counter()
         bar.close()
+        if self.tb is not None:
+            self.tb.close()
         if self.dist.world > 1:
             dist.barrier()
         return metrics
