@@ -91,19 +91,28 @@ class Tracker:
         rgb, matrix = letterbox(bgr, self.info.input_size)
         out = self._run(rgb)
         self._prev_tokens, self._prev_valid = out["tokens"], np.ones(1, np.float32)
-        n = len(self._tracks)
-        scores, kps, kscores, hidden = (out[k][0] for k in ("scores", "keypoints", "keypoint_scores", "hidden"))
-        self._update_tracks(scores[:n], kps[:n], kscores[:n], hidden[:n])
-        self._add_detections(scores[n:], kps[n:], kscores[n:], hidden[n:])
+        self._associate(*(out[k][0] for k in ("scores", "keypoints", "keypoint_scores", "hidden")))
         self._frame_index += 1
         return self._poses(matrix)
+
+    def _associate(self, scores, kps, kscores, hidden) -> None:
+        """Update identities from one step's rows: [M] scores, [M, K, 2] keypoints, [M, K], [M, D];
+        rows 0..N-1 answer the N tracks fed in."""
+        n = len(self._tracks)
+        self._update_tracks(scores[:n], kps[:n], kscores[:n], hidden[:n])
+        self._add_detections(scores[n:], kps[n:], kscores[n:], hidden[n:])
+
+    def _track_inputs(self) -> list[_Track]:
+        """The tracks whose queries are fed to the next step."""
+        return self._tracks
 
     def _run(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
         cfg = self.info.config
         k = cfg.num_keypoints
-        if self._tracks:
-            tq = np.stack([t.hidden for t in self._tracks])[None].astype(np.float32)
-            tk = np.stack([t.keypoints for t in self._tracks])[None].astype(np.float32)
+        tracks = self._track_inputs()
+        if tracks:
+            tq = np.stack([t.hidden for t in tracks])[None].astype(np.float32)
+            tk = np.stack([t.keypoints for t in tracks])[None].astype(np.float32)
         else:
             tq, tk = np.zeros((1, 0, cfg.d_model), np.float32), np.zeros((1, 0, k, 2), np.float32)
         return self.backend.step({"image": rgb[None], "track_queries": tq, "track_keypoints": tk,
