@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import defaultdict, deque
+
 import cv2
 import numpy as np
 
@@ -86,3 +88,21 @@ def draw_trails(image: np.ndarray, poses, trails: dict, thr: float = 0.3) -> np.
             line = np.round(np.array(path) * 16).astype(np.int32)
             cv2.polylines(image, [line], False, id_color(tid), 2, cv2.LINE_AA, shift=4)
     return image
+
+
+def new_trails(length: int = 30) -> dict:
+    """Empty trail history for :func:`annotate` (track ID -> last ``length`` centres)."""
+    return defaultdict(lambda: deque(maxlen=length))
+
+
+def annotate(frame: np.ndarray, poses, keypoint_thr: float = 0.3, trails: dict | None = None,
+             fps: float | None = None) -> np.ndarray:
+    """The annotated frame every front end shows: skeletons and IDs, optional trails (pass the same
+    :func:`new_trails` dict every frame) and an FPS / people-count overlay. ``frame`` BGR, not modified."""
+    out = poses.draw(frame, keypoint_thr)
+    if trails is not None:
+        out = draw_trails(out, poses, trails, keypoint_thr)
+    if fps is not None:
+        cv2.putText(out, f"{fps:.1f} FPS  {len(poses)} people", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+                    (255, 255, 255), 2, cv2.LINE_AA)
+    return out

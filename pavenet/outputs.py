@@ -25,13 +25,15 @@ _END = object()
 
 
 class TrackOutputs:
-    """Writes ``video.mp4``, ``tracks.json``, ``tracks.csv`` in ``folder`` as frames arrive.
+    """Writes ``video.mp4`` (or ``video_name``; ``.webm`` plays in browsers), ``tracks.json`` and
+    ``tracks.csv`` in ``folder`` as frames arrive.
 
     Memory stays flat on long streams: CSV rows and per-frame JSON records go to disk at once;
     ``tracks.json`` is assembled from the records on :meth:`close`.
     """
 
-    def __init__(self, folder: str | Path, layout: KeypointLayout, fps: float, source: str, video: bool = True):
+    def __init__(self, folder: str | Path, layout: KeypointLayout, fps: float, source: str, video: bool = True,
+                 video_name: str = "video.mp4"):
         self.folder = Path(folder)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -50,7 +52,8 @@ class TrackOutputs:
         self._csv = csv.writer(self._csv_file)
         kp_cols = [f"{n}_{c}" for n in layout.keypoints for c in ("x", "y", "score")]
         self._csv.writerow(["frame", "track_id", "score", "x1", "y1", "x2", "y2", *kp_cols])
-        self.video_path = self.folder / "video.mp4" if video else None
+        self.video_path = self.folder / video_name if video else None
+        self._per_id: dict[int, dict] = {}
         self._queue: queue.Queue = queue.Queue(8)
         self._error: list[BaseException] = []
         self._thread = threading.Thread(target=self._encode, daemon=True) if video else None
@@ -72,11 +75,28 @@ class TrackOutputs:
         self._records.write(json.dumps(record) + "\n")
         for p in record["people"]:
             self.track_ids.add(p["track_id"])
+            self._count(index, p)
             flat = [v for kp in p["keypoints"] for v in kp]
             self._csv.writerow([index, p["track_id"], p["score"], *p["box"], *flat])
         self.num_frames += 1
         if self._thread is not None and annotated is not None:
             self._queue.put(annotated)
+
+    def _count(self, index: int, person: dict) -> None:
+        s = self._per_id.setdefault(person["track_id"], {"frames": 0, "score_sum": 0.0, "segments": []})
+        s["frames"] += 1
+        s["score_sum"] += float(np.mean([kp[2] for kp in person["keypoints"]]))
+        if s["segments"] and s["segments"][-1][1] == index - 1:
+            s["segments"][-1][1] = index
+        else:
+            s["segments"].append([index, index])
+
+    def summary(self) -> list[dict]:
+        """Per track ID: frames present, first/last frame, mean keypoint score, and the
+        ``segments`` ([first, last] frame ranges) in which it was present; sorted by ID."""
+        return [{"track_id": tid, "frames": s["frames"], "first": s["segments"][0][0], "last": s["segments"][-1][1],
+                 "mean_keypoint_score": s["score_sum"] / s["frames"], "segments": [list(x) for x in s["segments"]]}
+                for tid, s in sorted(self._per_id.items())]
 
     def close(self) -> list[Path]:
         """Finish the video and write the JSON and CSV; returns the files written."""

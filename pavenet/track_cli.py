@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections import defaultdict, deque
 from pathlib import Path
 
 import cv2
 from tqdm import tqdm
 
 from pavenet.cli_utils import run_cli
-from pavenet.draw import draw_trails
+from pavenet.draw import annotate, new_trails
 from pavenet.errors import PavenetError
 from pavenet.outputs import TrackOutputs
 from pavenet.sources import open_source
@@ -27,17 +26,19 @@ from pavenet.tracker import Tracker
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "pavenet-t.onnx"
 
 
-def load_tracker(weights: str | Path, device: str, smooth: bool, **thresholds) -> Tracker:
-    """A tracker from an ONNX export (``.onnx``) or a training checkpoint (``.pt``)."""
+def load_tracker(weights: str | Path, device: str, smooth: bool, tracker_cls: type[Tracker] = Tracker,
+                 **thresholds) -> Tracker:
+    """A tracker (``tracker_cls``: :class:`Tracker` or the baseline) from an ONNX export (``.onnx``)
+    or a training checkpoint (``.pt``)."""
     path = Path(weights)
     if not path.exists():
         hint = " (the shipped model is missing: train and export one, or pass --weights)" \
             if path == DEFAULT_WEIGHTS else ""
         raise PavenetError(f"{path}: no such weights file{hint}")
     if path.suffix == ".onnx":
-        return Tracker.from_onnx(path, device, smooth, **thresholds)
+        return tracker_cls.from_onnx(path, device, smooth, **thresholds)
     if path.suffix in (".pt", ".pth"):
-        return Tracker.from_checkpoint(path, device, smooth, **thresholds)
+        return tracker_cls.from_checkpoint(path, device, smooth, **thresholds)
     raise PavenetError(f"{path}: weights must be an .onnx export or a .pt checkpoint")
 
 
@@ -92,7 +93,7 @@ def _main(argv: list[str] | None) -> int:
     total = min(x for x in (source.frame_count, args.max_frames) if x) if (source.frame_count or args.max_frames) \
         else None
     bar = tqdm(total=total, unit="frame", desc="track", disable=args.quiet, dynamic_ncols=True)
-    trails: dict[int, deque] = defaultdict(lambda: deque(maxlen=30))
+    trails = new_trails()
     frames, model_time, seen, status = 0, 0.0, set(), 0
     start = time.perf_counter()
     try:
@@ -103,12 +104,9 @@ def _main(argv: list[str] | None) -> int:
             seen.update(poses.track_ids.tolist())
             annotated = None
             if not args.no_video or show:
-                annotated = poses.draw(frame, tracker.thresholds.keypoint_thr)
-                if args.trails:
-                    annotated = draw_trails(annotated, poses, trails)
                 fps = (frames + 1) / (time.perf_counter() - start)
-                cv2.putText(annotated, f"{fps:.1f} FPS  {len(poses)} people", (8, 22), cv2.FONT_HERSHEY_SIMPLEX,
-                            0.6, (255, 255, 255), 2, cv2.LINE_AA)
+                annotated = annotate(frame, poses, tracker.thresholds.keypoint_thr, trails if args.trails else None,
+                                     fps)
             outputs.add(frames + args.start, poses, annotated)
             frames += 1
             bar.update(1)

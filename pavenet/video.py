@@ -15,7 +15,8 @@ import numpy as np
 from pavenet.errors import DataError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
+# pip OpenCV has no H.264 encoder; VP8 WebM is what browsers play (it logs a harmless tag warning).
+_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG", ".webm": "VP80"}
 
 
 def is_video_path(path: str | Path) -> bool:
