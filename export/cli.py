@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true",
                    help="check the file with the ONNX checker and compare ONNX Runtime with PyTorch on a "
                         "synthetic clip with 0, 1 and 7 track queries (max error <= 1e-4)")
+    p.add_argument("--slim", metavar="PATH", help="also write a shippable checkpoint to PATH: float16 weights, "
+                                                   "configs and layout, no optimizer state (about 1/6 the size)")
     p.add_argument("--new-track-thr", type=float, help="default threshold stored in the metadata")
     p.add_argument("--keep-thr", type=float, help="default threshold stored in the metadata")
     p.add_argument("--max-lost", type=int, help="default number of frames a lost track is kept")
@@ -48,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from export.onnx_export import export_onnx, load_model  # torch only when exporting
+    from export.onnx_export import export_onnx, load_model, slim_checkpoint  # torch only when exporting
     from export.verify import verify_onnx
 
     start = time.perf_counter()
@@ -64,6 +66,9 @@ def _main(argv: list[str] | None) -> int:
             raise PavenetError("--verify compares float32 numbers; verify a float32 export")
         errors = verify_onnx(model, out)
         note = f", verified: max error keypoints {errors['keypoints']:.1e}, scores {errors['scores']:.1e}"
+    if args.slim:
+        slim = slim_checkpoint(args.checkpoint, args.slim)
+        note += f"; slim checkpoint {slim} ({slim.stat().st_size / 2**20:.1f} MB)"
     mb = out.stat().st_size / 2**20
     print(f"exported {model.cfg.name} ({model.cfg.input_width}x{model.cfg.input_height}) to {out} "
           f"({mb:.1f} MB) in {time.perf_counter() - start:.0f}s{note}")

@@ -15,7 +15,7 @@ import torch
 from pavenet.contract import INPUTS, OUTPUTS, TrackerThresholds, build_metadata
 from pavenet.errors import PavenetError
 from pavenet.layouts import get_layout
-from pavenet.model.checkpoint import checkpoint_config, load_checkpoint
+from pavenet.model.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from pavenet.model.config import ModelConfig
 from pavenet.model.pavenet import PAVENet, build_model
 from pavenet.model.step import StreamingStep
@@ -77,3 +77,15 @@ def export_onnx(model: PAVENet, out: str | Path, opset: int = 18, fp16: bool = F
     onnx.save(proto, str(tmp))
     os.replace(tmp, out)
     return out
+
+
+def slim_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """A shippable copy of a training checkpoint: model and RLE flows in float16, both configs and
+    the layout; no optimizer or RNG state. It loads like any checkpoint (``--load-from``,
+    ``Tracker.from_checkpoint``, ``pavenet-export``; weights are cast back to float32)."""
+    state = load_checkpoint(src)
+    half = {k: {n: t.half() if t.is_floating_point() else t for n, t in state[k].items()}
+            for k in ("model", "criterion") if isinstance(state.get(k), dict)}
+    keep = {k: state[k] for k in ("model_config", "train_config", "layout", "step", "epoch", "metrics") if k in state}
+    save_checkpoint(dst, {**keep, **half})
+    return Path(dst)

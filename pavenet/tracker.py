@@ -4,7 +4,8 @@ Identity lifecycle (thresholds in :class:`pavenet.contract.TrackerThresholds`):
 - a detect query scoring >= ``new_track_thr`` starts a track with a new ID, unless its pose
   duplicates an active track (OKS >= ``duplicate_oks``) or revives a lost one (OKS >=
   ``revive_oks`` against the lost track's last pose: it takes that track's ID back);
-- a track stays active while its track query scores >= ``keep_thr``;
+- a track stays active while its track query scores >= ``keep_thr``; when two active tracks
+  converge on one person (OKS >= ``duplicate_oks`` both ways) the newer one is retired;
 - below that it is *lost*: it is kept and still fed back to the model for ``max_lost`` frames,
   so a person who is occluded or steps out briefly comes back with the same ID; then retired.
 IDs are never reused within a stream. ``reset()`` starts a new stream.
@@ -130,6 +131,24 @@ class Tracker:
             if track.lost <= th.max_lost:
                 kept.append(track)
         self._tracks = kept
+        self._merge_duplicates()
+
+    def _merge_duplicates(self) -> None:
+        """Two active tracks on one person (OKS >= ``duplicate_oks``): the older ID keeps it, the
+        newer track is retired (it would otherwise show the person twice)."""
+        th = self.thresholds
+        active = sorted((t for t in self._tracks if t.lost == 0), key=lambda t: t.id)
+        if len(active) < 2:
+            return
+        sim = oks_matrix(np.stack([t.keypoints for t in active]), np.stack([t.keypoints for t in active]),
+                         self.sigmas)
+        retired: set[int] = set()
+        for j in range(len(active)):
+            if any(sim[j, i] >= th.duplicate_oks and sim[i, j] >= th.duplicate_oks for i in range(j)
+                   if active[i].id not in retired):
+                retired.add(active[j].id)
+        if retired:
+            self._tracks = [t for t in self._tracks if t.id not in retired]
 
     def _add_detections(self, scores, kps, kscores, hidden) -> None:
         th = self.thresholds

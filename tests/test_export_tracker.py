@@ -94,7 +94,8 @@ class FakeBackend:
         self.seen_tracks.append(n)
         rows = list(tracks[:n]) + [(0.0, 0.5)] * (n - len(tracks)) + list(dets)
         k, d = 17, TINY.d_model
-        kps = np.stack([np.stack([x + np.linspace(-0.05, 0.05, k), np.linspace(0.2, 0.8, k)], -1) for _, x in rows])
+        kps = np.stack([np.stack([x + np.linspace(-0.05, 0.05, k), np.linspace(0.2, 0.8, k)], -1) for _, x in rows]) \
+            if rows else np.zeros((0, k, 2))
         return {"scores": np.array([[s for s, _ in rows]], np.float32), "keypoints": kps[None].astype(np.float32),
                 "keypoint_scores": np.ones((1, len(rows), k), np.float32),
                 "hidden": np.zeros((1, len(rows), d), np.float32), "tokens": np.zeros((1, 4, d), np.float32)}
@@ -131,6 +132,14 @@ def test_lifecycle_revive_and_duplicates():
     # A detection duplicating an active track is suppressed; a distinct one starts a new ID.
     ids, _ = _run([([], [person]), ([person], [(0.8, 0.31), (0.8, 0.7)])])
     assert ids == [[0], [0, 1]]
+
+
+def test_lifecycle_two_tracks_on_one_person_merge_into_the_older_id():
+    a, b = (0.9, 0.3), (0.9, 0.7)
+    script = [([], [a, b]), ([a, (0.9, 0.31)], []), ([a], [])]
+    ids, fed = _run(script)
+    assert ids == [[0, 1], [0], [0]], "track 1 drifted onto person 0: retired, ID 0 kept"
+    assert fed == [0, 2, 1]
 
 
 def test_track_cli_on_a_video(tiny_files, tmp_path, capsys):

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos", type=int, default=8, help="synthetic videos per suite / max PoseTrack videos "
                                                          "(0 = all) (default 8)")
     p.add_argument("--frames", type=int, default=100, help="frames per synthetic video (default 100)")
+    p.add_argument("--split", default=None, choices=["test", "val"],
+                   help="synthetic split (default test: the reported numbers; choose thresholds on val) / "
+                        "PoseTrack annotation folder (default val)")
     p.add_argument("--seed", type=int, default=0, help="synthetic test seed (default 0; the README's numbers)")
     p.add_argument("--keypoint-thr", type=float, default=None,
                    help="keypoint score for a joint to count in MOTA (default: the model's keypoint_thr)")
@@ -94,16 +97,19 @@ def _main(argv: list[str] | None) -> int:
         for data in datas:
             if not args.no_progress:
                 print(f"{name} on {data} ({tracker.provider}) ...", file=sys.stderr)
-            results, timing = run_tracker(tracker, iter_videos(data, args.videos, args.frames, args.seed),
+            split = args.split or ("test" if data.startswith("synthetic") else "val")
+            results, timing = run_tracker(tracker, iter_videos(data, args.videos, args.frames, args.seed, split),
                                           count_videos(data, args.videos), not args.no_progress)
             metrics = score(results, kpt_thr)
-            rows.append({"data": data, "tracker": name, **metrics, **timing, "provider": tracker.provider})
+            label = data if split == ("test" if data.startswith("synthetic") else "val") else f"{data}@{split}"
+            rows.append({"data": label, "tracker": name, **metrics, **timing, "provider": tracker.provider})
             if args.out:
                 write_predictions(results, Path(args.out) / "predictions" / data.replace(":", "-").replace("/", "_")
                                   / name)
     print(format_table(rows))
     if args.out:
         write_json(Path(args.out) / "report.json", {"weights": str(args.weights), "seed": args.seed,
+                                                    "split": args.split,
                                                     "videos": args.videos, "frames": args.frames,
                                                     "thresholds": thresholds, "results": rows})
     where = f"; report in {args.out}/report.json" if args.out else ""

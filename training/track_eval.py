@@ -2,7 +2,7 @@
 
 Sequences: ``synthetic:SUITE`` (the test split of a named suite: ``test`` = ``mixed``,
 ``crossing``, ``reentry``, ``crowd``; fixed seed, so anyone regenerates the same videos) or
-``posetrack18:DIR`` / ``posetrack21:DIR`` (the dataset's ``val`` annotations; every frame is
+``posetrack18:DIR`` / ``posetrack21:DIR`` (the dataset's ``val`` annotations by default; every frame is
 tracked, the labelled ones are scored, predictions inside ignore regions are dropped).
 """
 
@@ -37,22 +37,24 @@ class EvalVideo:
     layout: str
 
 
-def iter_videos(spec: str, videos: int = 8, frames: int = 100, seed: int = 0) -> Iterator[EvalVideo]:
-    """The videos of ``spec`` (see the module docstring)."""
+def iter_videos(spec: str, videos: int = 8, frames: int = 100, seed: int = 0, split: str = "test"
+                ) -> Iterator[EvalVideo]:
+    """The videos of ``spec`` (see the module docstring); ``split`` picks the synthetic split
+    (``test`` for reported numbers, ``val`` for choosing thresholds) or the PoseTrack folder."""
     kind, _, arg = spec.partition(":")
     if kind == "synthetic":
         suite = SUITE_ALIASES.get(arg or "test", arg or "test")
         cfg = suite_config(suite, SynthConfig())
         for i in range(videos):
-            clip = generate_clip(cfg, "test", seed, i, frames)
+            clip = generate_clip(cfg, split, seed, i, frames)
             yield EvalVideo(f"{suite}-{i:03d}", clip.frames, lambda t, c=clip: c.frames[t].image, clip.layout)
         return
     if kind in ("posetrack18", "posetrack21"):
         root = Path(arg)
         subs = ("posetrack_data", "annotations")
-        folder = next((root / s / "val" for s in subs if (root / s / "val").is_dir()), None)
+        folder = next((root / s / split for s in subs if (root / s / split).is_dir()), None)
         if not arg or folder is None:
-            raise DataError(arg or spec, "needs a PoseTrack root with posetrack_data/val or annotations/val")
+            raise DataError(arg or spec, f"needs a PoseTrack root with posetrack_data/{split} or annotations/{split}")
         for seq in read_posetrack_dir(folder, image_root=root)[:videos or None]:
             yield EvalVideo(seq.name, seq.frames, seq.load_image, seq.layout)
         return

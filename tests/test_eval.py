@@ -1,0 +1,84 @@
+"""pavenet-eval end to end on a tiny suite, the baseline tracker, and PoseTrack input."""
+
+import json
+
+import numpy as np
+
+from pavenet.baseline import BaselineTracker
+from pavenet.contract import TrackerThresholds
+from tests.test_export_tracker import FakeBackend, tiny_files  # noqa: F401  (fixture)
+from training.eval_cli import main as eval_main
+from training.posetrack import write_posetrack21
+from training.synth import SynthConfig, generate_clip
+
+
+def test_eval_cli_tiny_suite_both_trackers(tiny_files, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "eval"
+    code = eval_main(["--weights", str(tiny_files["onnx"]), "--data", "synthetic:crossing", "--tracker", "pavenet",
+                      "--tracker", "baseline", "--videos", "1", "--frames", "6", "--out", str(out), "--no-progress",
+                      "--set", "new_track_thr=0.0"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "synthetic:crossing" in text and "baseline" in text and "IDF1" in text
+    report = json.loads((out / "report.json").read_text())
+    rows = {r["tracker"]: r for r in report["results"]}
+    assert set(rows) == {"pavenet", "baseline"}
+    for r in rows.values():
+        assert r["frames"] == 6 and r["fps"] > 0 and r["num_gt_tracks"] >= 3
+        assert {"ap", "ap50", "ap75", "pck_ap", "mota", "idf1", "id_switches"} <= set(r)
+    preds = json.loads((out / "predictions" / "synthetic-crossing" / "pavenet" / "mixed-000.json".replace(
+        "mixed", "crossing")).read_text())
+    assert len(preds["images"]) == 6 and preds["annotations"], "new_track_thr=0 keeps every query"
+    assert len(preds["annotations"][0]["keypoints"]) == 17 * 3
+
+
+def test_eval_cli_reads_posetrack_layout(tiny_files, tmp_path, capsys):  # noqa: F811
+    clip = generate_clip(SynthConfig(width=128, height=96, min_people=2, max_people=3), "val", 0, 0, 5)
+    write_posetrack21(clip, tmp_path / "pt", "val", 0, image_format="jpg")
+    assert eval_main(["--weights", str(tiny_files["onnx"]), "--data", f"posetrack21:{tmp_path / 'pt'}",
+                      "--no-progress"]) == 0
+    assert "posetrack21:" in capsys.readouterr().out
+
+
+def test_eval_cli_errors(tiny_files, tmp_path, capsys):  # noqa: F811
+    assert eval_main(["--weights", str(tiny_files["onnx"]), "--data", "synthetic:nope", "--no-progress"]) == 2
+    assert "unknown synthetic suite" in capsys.readouterr().err
+    assert eval_main(["--weights", str(tiny_files["onnx"]), "--data", f"posetrack18:{tmp_path}"]) == 2
+    assert "posetrack_data/val" in capsys.readouterr().err
+    assert eval_main(["--weights", str(tiny_files["onnx"]), "--window", "centred"]) == 2
+    assert "causal" in capsys.readouterr().err
+
+
+def _baseline(script, **thr):
+    backend = FakeBackend()
+    backend.script = list(script)
+    tracker = BaselineTracker(backend, TrackerThresholds(max_lost=2).override(**thr))
+    poses = [tracker.update(np.zeros((64, 64, 3), np.uint8)) for _ in script]
+    _baseline.poses = poses
+    return [p.track_ids.tolist() for p in poses], backend.seen_tracks
+
+
+def test_baseline_associates_detections_by_oks_with_constant_velocity():
+    # two people moving right 0.05 per frame; the detections come in swapped order every other frame
+    frames = []
+    for t in range(6):
+        a, b = (0.9, 0.2 + 0.05 * t), (0.8, 0.6 + 0.05 * t)
+        frames.append(([], [a, b] if t % 2 == 0 else [b, a]))
+    ids, fed = _baseline(frames)
+    assert fed == [0] * 6, "the baseline never feeds track queries"
+    assert ids == [[0, 1]] * 6
+    for p in _baseline.poses:  # person a (left) keeps ID 0 whatever the order of the detections
+        x = {int(i): float(k[:, 0].mean()) for i, k in zip(p.track_ids, p.keypoints)}
+        assert x[0] < x[1]
+
+
+def test_baseline_keeps_ids_through_a_short_gap_and_retires_after_max_lost():
+    person = (0.9, 0.3)
+    gap = ([], [])
+    ids, _ = _baseline([([], [person]), gap, gap, ([], [person]), gap, gap, gap, ([], [person])])
+    assert ids == [[0], [], [], [0], [], [], [], [1]]
+
+
+def test_baseline_ignores_low_scores():
+    ids, _ = _baseline([([], [(0.2, 0.3)])] * 3)
+    assert ids == [[], [], []]
