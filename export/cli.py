@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--new-track-thr", type=float, help="default threshold stored in the metadata")
     p.add_argument("--keep-thr", type=float, help="default threshold stored in the metadata")
     p.add_argument("--max-lost", type=int, help="default number of frames a lost track is kept")
+    p.add_argument("--duplicate-oks", type=float, help="default OKS above which two poses are one person")
     return p
 
 
@@ -58,7 +59,7 @@ def _main(argv: list[str] | None) -> int:
     model = load_model(args.checkpoint, size)
     out = Path(args.output or Path(args.checkpoint).with_suffix(".onnx"))
     chosen = {k: v for k, v in (("new_track_thr", args.new_track_thr), ("keep_thr", args.keep_thr),
-                                ("max_lost", args.max_lost)) if v is not None}
+                                ("max_lost", args.max_lost), ("duplicate_oks", args.duplicate_oks)) if v is not None}
     export_onnx(model, out, args.opset, args.fp16, TrackerThresholds().override(**chosen))
     note = ""
     if args.verify:

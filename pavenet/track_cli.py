@@ -56,12 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="video file, webcam index (0), rtsp:// or http(s):// URL, image folder or glob")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS),
                    help="ONNX export or .pt checkpoint (default: the shipped weights/pavenet-t.onnx)")
-    p.add_argument("--output", help="output folder (default runs/track/<source name>)")
+    p.add_argument("-o", "--output", help="output folder (default runs/track/<source name>)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto = CUDA when ONNX Runtime can use it (default)")
-    p.add_argument("--conf", type=float, help="score that starts a new track (default: the model's, 0.5)")
-    p.add_argument("--keep", type=float, help="score that keeps a track active (default: the model's, 0.35)")
-    p.add_argument("--max-lost", type=int, help="frames a lost track keeps its ID (default: the model's, 15)")
+    p.add_argument("--conf", type=float, help="score that starts a new track (default: the model's new_track_thr)")
+    p.add_argument("--keep", type=float, help="score that keeps a track active (default: the model's keep_thr)")
+    p.add_argument("--max-lost", type=int, help="frames a lost track keeps its ID (default: the model's max_lost)")
     p.add_argument("--kpt-conf", type=float, default=0.3, help="keypoints below this score are not drawn (0.3)")
     p.add_argument("--imgsz", help="the model's input size is fixed in its export; re-export with "
                                    "pavenet-export --input-size to change it (this flag only checks it)")

@@ -1,0 +1,60 @@
+"""The shipped weights: present, of the right kind, with their metadata, and tracking."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pavenet.contract import parse_metadata
+from pavenet.layouts import COCO17
+from pavenet.tracker import Tracker
+from training.metrics import PredFrame, posetrack_metrics
+from training.synth import SynthConfig, generate_clip
+
+WEIGHTS = Path(__file__).parents[1] / "weights"
+# An easy scene (two large people, no occluders, still camera): what the shipped model must get right.
+EASY = SynthConfig(min_people=2, max_people=2, min_scale=0.35, max_scale=0.6, crossing_rate=0, exit_rate=0,
+                   occlusion=0, camera_motion=0, lookalike_prob=0, clutter=0.3)
+
+
+def test_shipped_files_are_small_and_described():
+    onnx_file, ckpt = WEIGHTS / "pavenet-t.onnx", WEIGHTS / "pavenet-t.pt"
+    assert onnx_file.stat().st_size < 25 * 2**20 and ckpt.stat().st_size < 12 * 2**20
+    card = (WEIGHTS / "README.md").read_text()
+    for needle in ("pavenet-train", "pavenet-eval", "coco17", "256x256", "synthetic", "PoseTrack"):
+        assert needle in card, needle
+
+
+def test_shipped_onnx_metadata():
+    import onnx
+
+    proto = onnx.load(str(WEIGHTS / "pavenet-t.onnx"), load_external_data=False)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    info = parse_metadata(meta, "pavenet-t.onnx")
+    assert info.config.name == "pavenet-t" and info.layout.name == "coco17" and info.input_size == (256, 256)
+    assert info.config.window == "causal"
+    assert info.thresholds.new_track_thr == 0.5 and info.thresholds.keep_thr == 0.45
+    assert json.loads(meta["keypoint_layout"])["keypoints"] == list(COCO17.keypoints)
+
+
+def test_shipped_model_tracks_an_easy_clip_with_stable_ids():
+    tracker = Tracker.from_onnx(WEIGHTS / "pavenet-t.onnx", "cpu")
+    clip = generate_clip(EASY, "val", 5, 3, 40)
+    preds = [PredFrame.from_poses(tracker.update(f.image)) for f in clip.frames]
+    first = [sorted(p.track_ids.tolist()) for p in preds[:16]]
+    assert first == [[0, 1]] * 16, "both people found from the first frame, each keeping its ID"
+    ids = {int(i) for p in preds for i in p.track_ids}
+    m = posetrack_metrics([(clip.frames, preds)], COCO17)
+    assert np.mean([len(p.track_ids) > 0 for p in preds]) >= 0.8
+    assert len(ids) <= 3 and m["id_switches"] <= 1, (ids, m["id_switches"])
+
+
+def test_shipped_checkpoint_matches_the_onnx_export():
+    onnx_tracker = Tracker.from_onnx(WEIGHTS / "pavenet-t.onnx", "cpu")
+    torch_tracker = Tracker.from_checkpoint(WEIGHTS / "pavenet-t.pt", "cpu")
+    clip = generate_clip(EASY, "val", 5, 3, 6)
+    for f in clip.frames:
+        a, b = onnx_tracker.update(f.image), torch_tracker.update(f.image)
+        assert a.track_ids.tolist() == b.track_ids.tolist()
+        if len(a):  # the checkpoint is stored in float16: pixels agree to a fraction of a pixel
+            assert np.abs(a.keypoints - b.keypoints).max() < 1.5
