@@ -49,13 +49,15 @@ def _main(argv: list[str] | None) -> int:
     from app.ui import build_app, example_videos
 
     model = SharedModel(args.weights, args.device)
-    examples = [] if args.no_example else example_videos(Path(tempfile.gettempdir()) / "pavenet-examples")
+    example_dir = Path(tempfile.gettempdir()) / "pavenet-examples"
+    examples = [] if args.no_example else example_videos(example_dir)
     demo = build_app(model, Limits(args.max_upload_mb, args.max_seconds), examples, args.concurrency)
     print(f"pavenet-app: {Path(args.weights).name} on {model.provider}; serving http://{args.host}:{args.port} "
           "(Ctrl-C to stop)")
     demo.queue(default_concurrency_limit=args.concurrency).launch(
         server_name=args.host, server_port=args.port, share=args.share,
-        max_file_size=f"{args.max_upload_mb:g}mb", allowed_paths=[tempfile.gettempdir()], quiet=True)
+        max_file_size=f"{args.max_upload_mb:g}mb", allowed_paths=[str(example_dir)] if examples else None,
+        quiet=True)
     return 0
 
 
