@@ -73,6 +73,12 @@ def test_rules_wait_for_warm_up_and_report_once():
     assert raised == [("trk_id_con_low", 500)]
 
 
+def test_a_spike_in_the_first_steps_is_not_exploding_gradients():
+    log = healthy_log()
+    log[0]["grad_norm"] = 5000.0
+    assert diagnose_log(log) == []
+
+
 def test_thresholds_are_configurable():
     log = with_symptom({"grad_norm": 150.0})
     assert diagnose_log(log) == []

@@ -6,7 +6,7 @@ line and reports each diagnosis once; ``pavenet-train`` prints it and writes a
 ``{"mode": "diagnosis", ...}`` line to ``log.jsonl``; ``pavenet-report`` runs the same rules on a
 finished (or running) log.
 
-Checks look at the mean of the last ``window`` steps of log lines, and the tracking and loss
+Checks look at the mean (``grad_norm``: the median) of the last ``window`` steps of log lines, and the tracking and loss
 rules only after ``after`` steps (cold starts look broken for a while by design).
 """
 
@@ -92,12 +92,12 @@ class History:
     def step(self) -> int:
         return self.lines[-1][0] if self.lines else 0
 
-    def mean(self, key: str, window: int) -> float | None:
-        """Mean of ``key`` over the lines of the last ``window`` steps (None when never logged)."""
+    def mean(self, key: str, window: int, reduce=np.mean) -> float | None:
+        """Mean (or ``reduce``) of ``key`` over the lines of the last ``window`` steps (None when never logged)."""
         if not self.lines:
             return None
         values = [r[key] for s, r in self.lines if s > self.step - window and key in r]
-        return float(np.mean(values)) if values else None
+        return float(reduce(values)) if values else None
 
 
 def _after(h: History, c: DiagnosisConfig) -> bool:
@@ -127,7 +127,9 @@ def _kpt_stuck(h: History, c: DiagnosisConfig) -> float | None:
 
 
 def _grad_norm_high(h: History, c: DiagnosisConfig) -> float | None:
-    v = h.mean("grad_norm", c.window)
+    if h.step - h.lines[0][0] < c.window // 2:
+        return None  # a few noisy first steps are not a trend
+    v = h.mean("grad_norm", c.window, np.median)  # the median: one spike is not "exploding"
     return v if v is not None and v > c.grad_norm else None
 
 
