@@ -1,10 +1,14 @@
-"""Training throughput and peak memory of a model config on this machine.
+"""Training throughput, host syncs and peak memory of one optimizer step on this machine.
 
-    python benchmarks/train_speed.py [--config pavenet-t] [--batch-size 8] [--steps 20] [--device cpu]
+    python benchmarks/train_speed.py [--config pavenet-t] [--batch-size 8] [--steps 10] [--device cpu]
+                                     [--seq-length 5] [--grad-frames 3]
 
-Measures full optimizer steps (data loading in the main process excluded: batches are
-prepared first), and prints steps/s, clips/s, and peak memory (CUDA max allocated, or the
-process's peak RSS on CPU).
+Measures full optimizer steps of the real training step (clips of ``--seq-length`` frames, track
+queries handed over as at run time; batches are prepared first, so data loading is excluded) and
+prints it/s, clips/s, peak memory (CUDA max allocated, or the process's peak RSS on CPU), and from
+one profiled step: ``host syncs/step`` (``aten::_local_scalar_dense``, ``aten::item`` and
+``aten::nonzero`` calls; the criterion's one device-to-host copy per frame is not counted) and
+``ops/step`` (aten operators).
 """
 
 from __future__ import annotations
@@ -13,48 +17,68 @@ import argparse
 import time
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
-from pavenet.layouts import get_layout
 from pavenet.model.config import preset
 from pavenet.model.pavenet import build_model, param_groups
 from training.augment import AugmentConfig
-from training.criterion import SetCriterion
+from training.config import TrainConfig
 from training.data import ClipDataset, SyntheticSource, collate
+from training.sequence import TrainStep
 from training.synth import SynthConfig
-from training.trainer import peak_memory_mb
+from training.trainer import build_criterion, peak_memory_mb
+
+SYNC_OPS = ("aten::_local_scalar_dense", "aten::item", "aten::nonzero")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="pavenet-t", help="model preset (default pavenet-t)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per step (default 8)")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps after 3 warm-up steps (default 20)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps after 2 warm-up steps (default 10)")
+    parser.add_argument("--seq-length", type=int, default=5, help="frames per clip (default 5)")
+    parser.add_argument("--grad-frames", type=int, default=3, help="frames with gradient (default 3)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     args = parser.parse_args()
     cfg = preset(args.config)
+    train = TrainConfig(seq_length=args.seq_length, grad_frames=args.grad_frames)
     device = torch.device(args.device)
-    model = build_model(cfg).to(device)
-    crit = SetCriterion(torch.tensor(get_layout(cfg.layout).sigmas), cfg.decoder_layers).to(device)
-    opt = torch.optim.AdamW(param_groups(model, 4e-4, 1e-4), lr=4e-4)
-    data = ClipDataset(SyntheticSource(SynthConfig(), "train", 0), 1, cfg.input_width, cfg.input_height, 0,
-                       AugmentConfig(width=cfg.input_width, height=cfg.input_height))
+    step = TrainStep(build_model(cfg), build_criterion(cfg, train), train.grad_frames).to(device).train()
+    opt = torch.optim.AdamW(param_groups(step.model, 4e-4, 1e-4) + [{"params": list(step.criterion.parameters())}],
+                            lr=4e-4)
+    data = ClipDataset(SyntheticSource(SynthConfig(), "train", 0), train.seq_length, cfg.input_width,
+                       cfg.input_height, 0, AugmentConfig(width=cfg.input_width, height=cfg.input_height))
     batches = [collate([data[i * args.batch_size + j] for j in range(args.batch_size)]) for i in range(args.steps + 3)]
-    for i, batch in enumerate(batches):
-        if i == 3:
-            start = time.perf_counter()
-        out = model(batch["images"][:, 0].to(device).float())
-        losses, _ = crit(out, [t.to(device) for t in batch["targets"][0]])
-        losses = SetCriterion.total(losses)
-        opt.zero_grad()
+
+    def run(batch) -> None:
+        images = batch["images"].to(device)
+        targets = [t.to(device) for t in batch["targets"]]
+        losses, _ = step(images, targets, batch["index"])
+        opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+        norm = torch.nn.utils.clip_grad_norm_(step.parameters(), 0.1)
+        float(norm)  # the trainer's one sync per step (non-finite check)
         opt.step()
+
+    for batch in batches[:2]:
+        run(batch)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run(batches[2])
+    events = prof.key_averages()
+    syncs = sum(e.count for e in events if e.key in SYNC_OPS)
+    ops = sum(e.count for e in events if e.key.startswith("aten::"))
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for batch in batches[3:]:
+        run(batch)
     if device.type == "cuda":
         torch.cuda.synchronize()
     secs = time.perf_counter() - start
-    params = sum(p.numel() for p in model.parameters()) / 1e6
-    print(f"{cfg.name} ({params:.2f}M params, {cfg.input_width}x{cfg.input_height}) batch {args.batch_size} on "
-          f"{device} ({torch.get_num_threads()} threads): {args.steps / secs:.2f} it/s, "
+    params = sum(p.numel() for p in step.model.parameters()) / 1e6
+    print(f"{cfg.name} ({params:.2f}M params, {cfg.input_width}x{cfg.input_height}) batch {args.batch_size} x "
+          f"{args.seq_length} frames ({args.grad_frames} with gradient) on {device} ({torch.get_num_threads()} "
+          f"threads): host syncs/step {syncs}, ops/step {ops}, {args.steps / secs:.2f} it/s, "
           f"{args.steps * args.batch_size / secs:.1f} clips/s, peak memory {peak_memory_mb(device):.0f} MB")
 
 

@@ -89,7 +89,8 @@ def test_broken_tracking_is_flagged_live_and_reported(tmp_path):
     """A real run whose queries are never propagated: n_trk_pos stays 0 -> a diagnosis line while
     training; pavenet-report then plots the log and its summary lists every key and the diagnosis."""
     work = tmp_path / "broken"
-    assert train_main(_args(work, "--epochs", "1", "--iters-per-epoch", "12", "--set", "track_score_thr=1.01",
+    assert train_main(_args(work, "--epochs", "1", "--iters-per-epoch", "12", "--set", "track_drop=1.0",
+                            "--set", "track_fp=0", "--set", "diag_grad_norm=1e6",
                             "--set", "diag_after=6", "--set", "diag_window=3")) == 0
     lines = [json.loads(x) for x in (work / "log.jsonl").read_text().splitlines()]
     diags = [x for x in lines if x["mode"] == "diagnosis"]

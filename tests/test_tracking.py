@@ -1,4 +1,4 @@
-"""Track queries: matching rules, diagnostics and the no-grad window."""
+"""Track queries: matching rules, the runtime-like handover, diagnostics and the no-grad window."""
 
 import numpy as np
 import pytest
@@ -9,10 +9,18 @@ from pavenet.model.pavenet import build_model
 from tests.test_model import TINY
 from training.criterion import LossConfig, SetCriterion
 from training.data import ClipDataset, SyntheticSource, collate
-from training.matcher import HungarianMatcher, Targets
+from training.matcher import HungarianMatcher, TargetBatch, Targets, assign
 from training.sequence import TrainStep
 from training.synth import SynthConfig
-from training.tracking import TrackBatch, diagnostic_values, diagnostics, match_with_tracks
+from training.tracking import (
+    TrackBatch,
+    TrackRules,
+    build_tracks,
+    diagnostic_values,
+    diagnostics,
+    match_image,
+    plan_handover,
+)
 
 K = 17
 SIG = torch.tensor(COCO17.sigmas)
@@ -46,28 +54,65 @@ def _pairs(rows, cols):
     return {int(GT.track_ids[c]): int(r) for r, c in zip(rows, cols)}
 
 
+def _cost():
+    return HungarianMatcher(SIG).cost(LOGITS[None], PRED[None], TargetBatch.stack([GT]))[0].numpy()
+
+
+def _match(assignment, bonus, valid=(True, True)):
+    return match_image(_cost(), PREV.numpy(), np.array(valid), GT.track_ids.numpy(),
+                       TrackRules(assignment=assignment, bonus=bonus))
+
+
 def test_plain_hungarian_prefers_the_closer_detect_query():
-    rows, cols = HungarianMatcher(SIG)(LOGITS, PRED, GT)
+    rows, cols = assign(_cost())
     assert _pairs(rows, cols) == {5: 2, 9: 3}
 
 
 def test_bonus_keeps_the_track_query_on_its_person():
-    rows, cols = match_with_tracks(HungarianMatcher(SIG), LOGITS, PRED, GT, PREV, MASK, "bonus", -10.0)
+    rows, cols = _match("bonus", -10.0)
     assert _pairs(rows, cols) == {5: 0, 9: 3}, "track query 0 keeps person 5; 9 is picked up by a detect query"
-    rows, cols = match_with_tracks(HungarianMatcher(SIG), LOGITS, PRED, GT, PREV, MASK, "bonus", 0.0)
+    rows, cols = _match("bonus", 0.0)
     assert _pairs(rows, cols) == {5: 2, 9: 3}, "without the bonus it is plain Hungarian"
 
 
 def test_hard_assignment():
-    rows, cols = match_with_tracks(HungarianMatcher(SIG), LOGITS, PRED, GT, PREV, MASK, "hard", 0.0)
+    rows, cols = _match("hard", 0.0)
     assert _pairs(rows, cols) == {5: 0, 9: 3}
     assert 1 not in rows.tolist(), "the query of the person who left is trained towards background"
 
 
 def test_padding_rows_are_never_matched():
-    rows, _ = match_with_tracks(HungarianMatcher(SIG), LOGITS, PRED, GT, PREV, torch.tensor([False, True]),
-                                "bonus", -10.0)
+    rows, _ = _match("bonus", -10.0, valid=(False, True))
     assert 0 not in rows.tolist()
+
+
+def test_handover_is_the_runtimes():
+    """A track below keep_thr is lost: fed back with its old pose, retired after max_lost frames;
+    the detect query matched to a new person becomes its track, fed its (refined) pose."""
+    d = 4
+    old_pose = torch.stack([_pose(0.3, 0.3), _pose(0.9, 0.1)])[None]  # [1, 2, K, 2]
+
+    def tracks(lost):
+        return TrackBatch(torch.zeros(1, 2, d), old_pose, torch.ones(1, 2, dtype=torch.bool), np.ones((1, 2), bool),
+                          np.array([[5, 7]]), np.array([lost]))
+
+    scores = np.array([[0.9, 0.1, 0.9, 0.8]])  # track 0 confident, track 1 (person 7 gone) not
+    matches = [(np.array([0, 3]), np.array([0, 1]))]  # person 5 -> track 0, person 9 -> detect query 3
+    rules = TrackRules(keep_thr=0.3, max_lost=2, drop=0.0, fp=0.0)
+    ids = GT.track_ids.numpy()[None]
+    plan = plan_handover(scores, matches, tracks([0, 1]), ids, rules, None)
+    assert plan.rows == [[0, 1, 3]] and plan.fresh == [[True, False, True]] and plan.lost == [[0, 2, 0]]
+    assert plan.follow == [[5, 7, 9]]
+    hidden = torch.arange(4.0).view(1, 4, 1).expand(1, 4, d)
+    new_pose = PRED[None] + 0.01
+    nxt = build_tracks(plan, hidden, new_pose, old_pose, 2)
+    assert torch.allclose(nxt.keypoints[0, 0], new_pose[0, 0]), "a confident track takes its new pose"
+    assert torch.allclose(nxt.keypoints[0, 1], old_pose[0, 1]), "a lost track keeps the pose it was fed"
+    assert torch.allclose(nxt.keypoints[0, 2], new_pose[0, 3]), "a new track starts from its detect query's pose"
+    assert nxt.queries[0, :, 0].tolist() == [0.0, 1.0, 3.0], "every track takes its row's new hidden state"
+    assert plan_handover(scores, matches, tracks([0, 2]), ids, rules, None).rows == [[0, 3]], "lost too long"
+    reset = plan_handover(scores, matches, tracks([0, 0]), ids, rules, None, reset=np.array([True]))
+    assert reset.rows == [[]], "a reset clip starts its next frame without tracks"
 
 
 class Oracle(torch.nn.Module):
@@ -75,7 +120,7 @@ class Oracle(torch.nn.Module):
     pose it gave in hidden[..., 0]; with ``shuffle`` it gives the next person's pose instead, so
     it never stays on the person it followed."""
 
-    def __init__(self, clip_targets: list[list[Targets]], shuffle: bool = False):
+    def __init__(self, clip_targets: list[TargetBatch], shuffle: bool = False):
         super().__init__()
         self.cfg = TINY.override(num_queries=6, window="current")
         self.refiner = None
@@ -121,8 +166,8 @@ def _clip_batch(frames=4):
 def test_trk_id_con_with_an_oracle(shuffle, bonus, expected):
     batch = _clip_batch()
     oracle = Oracle(batch["targets"], shuffle)
-    crit = SetCriterion(SIG, 1, LossConfig(track_bonus=bonus))
-    step = TrainStep(oracle, crit, grad_frames=3, score_thr=0.5, drop=0.0, fp=0.0).eval()
+    crit = SetCriterion(SIG, 1, LossConfig(), TrackRules(bonus=bonus, drop=0.0, fp=0.0, reset=0.0))
+    step = TrainStep(oracle, crit, grad_frames=3).eval()
     with torch.no_grad():
         _, sums = step(batch["images"], batch["targets"], batch["index"])
     values = diagnostic_values(sums)
@@ -134,9 +179,11 @@ def test_trk_id_con_with_an_oracle(shuffle, bonus, expected):
 
 def test_diagnostic_counts():
     tracks = TrackBatch(torch.zeros(1, 2, 8), torch.zeros(1, 2, K, 2), torch.tensor([[True, True]]),
-                        torch.tensor([[5, 7]]))
+                        np.ones((1, 2), bool), np.array([[5, 7]]), np.zeros((1, 2), np.int64))
     rows, cols = np.array([0, 3]), np.array([0, 1])
-    sums = diagnostics([(rows, cols)], tracks, [GT], PRED[None])
+    err = (PRED[rows] - GT.keypoints[cols]).abs().sum(-1)  # [M, K]
+    sums = diagnostics([(rows, cols)], tracks, GT.track_ids.numpy()[None], err.sum(-1),
+                       torch.full((2,), 2.0 * K), torch.tensor(rows < 2))
     v = diagnostic_values(sums)
     assert (v["n_trk"], v["n_trk_pos"], v["n_det_pos"], v["trk_id_con"]) == (2, 1, 1, 1.0)
     assert v["det_kpt_l1"] == pytest.approx(0.0, abs=1e-6) and v["trk_kpt_l1"] == pytest.approx(0.03, abs=1e-5)
@@ -145,7 +192,7 @@ def test_diagnostic_counts():
 def _saved_bytes(seq, grad_frames):
     torch.manual_seed(0)
     model = build_model(TINY)
-    step = TrainStep(model, SetCriterion(SIG, TINY.decoder_layers), grad_frames=grad_frames, score_thr=0.0)
+    step = TrainStep(model, SetCriterion(SIG, TINY.decoder_layers), grad_frames=grad_frames)
     batch = _clip_batch(seq)
     total = [0]
 

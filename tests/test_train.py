@@ -17,11 +17,12 @@ from tests.test_model import TINY
 from training.criterion import SetCriterion
 from training.data import ClipDataset, SyntheticSource, collate
 from training.synth import SynthConfig
+from training.tracking import TrackBatch
 from training.train_cli import main as train_main
 
 TINY_SET = ["input_width=64", "input_height=64", "backbone_width=0.25", "d_model=32", "num_heads=2", "ffn_dim=64",
             "encoder_layers=1", "decoder_layers=3", "num_queries=8", "synth_width=96", "synth_height=72",
-            "track_score_thr=0.05",
+            "seq_length=3", "grad_frames=2",
             "synth_max_people=3", "warmup_iters=2", "val_clips=2", "log_interval=1", "ckpt_interval=3"]
 # Every key of the user's example line (../shared/spec/training-log.md), in its order, with the
 # refinement losses the spec adds for 2 refinement layers.
@@ -55,10 +56,12 @@ def test_tiny_model_overfits_one_clip():
     opt = torch.optim.AdamW([*model.parameters(), *crit.parameters()], lr=2e-3)
     tgt = batch["targets"][0]
     errors = []
+    tracks = TrackBatch.empty(1, TINY.d_model, TINY.num_keypoints, "cpu")
     for _ in range(80):
         out = model(batch["images"][:, 0].float())
-        losses, matches = crit(out, tgt)
-        q, g = matches[0]
+        enc_m, layer_m, _ = crit.match(out, tgt, tracks)
+        losses, _ = crit(out, tgt, tracks, enc_m, layer_m)
+        q, g = layer_m[-1][0]
         vis = tgt[0].visible[g]
         err = (out["keypoints"][-1][0, q] - tgt[0].keypoints[g]).abs()[vis].mean()
         errors.append(float(err.detach()))
@@ -156,3 +159,28 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(_log(work)) == 3 and (work / "last.pt").exists()
     assert result.stdout.count("trained ") == 1, "only rank 0 reports"
+
+
+def test_one_step_gives_every_parameter_a_gradient():
+    """No dead heads: one training step on clips with people reaches every trainable parameter of
+    the model and of the criterion's flows."""
+    from training.config import TrainConfig
+    from training.sequence import TrainStep
+    from training.trainer import build_criterion
+
+    torch.manual_seed(0)
+    cfg = TINY.override(num_queries=8)
+    train = TrainConfig(seq_length=3, grad_frames=2, track_drop=0.0, track_reset=0.0)
+    step = TrainStep(build_model(cfg), build_criterion(cfg, train), train.grad_frames).train()
+    src = SyntheticSource(SynthConfig(width=96, height=72, min_people=2, max_people=3, exit_rate=0.0,
+                                      min_labelled_height=0.0), "train", 0)
+    data = ClipDataset(src, 3, 64, 64, 0, None)
+    batch = collate([data[i] for i in range(4)])
+    opt = torch.optim.SGD(step.parameters(), lr=1e-3)
+    for _ in range(2):  # zero-initialised last layers pass gradient to the layers before them from step 2 on
+        opt.zero_grad()
+        losses, _ = step(batch["images"], batch["targets"], batch["index"])
+        losses["loss"].backward()
+        opt.step()
+    dead = [n for n, p in step.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+    assert not dead, f"parameters without gradient: {dead}"

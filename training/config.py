@@ -30,9 +30,18 @@ class TrainConfig:
         track_assignment: ``bonus`` (one Hungarian; a track query's cost for the person it followed
             is lowered by ``track_bonus``) or ``hard`` (TrackFormer/MOTR: a track query whose
             person is still there is assigned to it; Hungarian over the rest).
-        track_score_thr, max_track_queries: which of last frame's queries become track queries.
+        track_keep_thr, track_max_lost: the runtime's rule, applied in training: a track whose
+            query scores below ``track_keep_thr`` is lost (fed back with its last confident pose)
+            and retired after ``track_max_lost`` such frames.
         track_drop, track_fp: training augmentation (TrackFormer): drop each track query with this
-            probability; add a false-positive track query from an unmatched confident query.
+            probability per frame; with this probability per image add an unmatched detect query
+            scoring >= 0.1 as a false-positive track query.
+        track_reset: probability that a clip forgets its tracks before its gradient window, so
+            detect queries also learn on frames without track queries.
+        track_feed: the pose a track query is fed with: ``refined`` (what the runtime feeds) or
+            ``decoder`` (the last decoder layer's pose; the first shipped model).
+        rle_reduction: ``person`` (RLE summed over a person's coordinates, averaged over people,
+            as mmpose) or ``coordinate`` (averaged over coordinates; the first shipped model).
         loss_cls, loss_kpt, loss_oks: loss weights.
         cls_target: ``oks`` (varifocal loss towards each matched pose's OKS, so scores rank pose
             quality) or ``binary`` (PETR's focal loss towards 1 for every matched query).
@@ -64,14 +73,17 @@ class TrainConfig:
     lr_drop: str = "10"
     warmup_iters: int = 100
     clip_grad: float = 0.1
-    seq_length: int = 2
-    grad_frames: int = 1
+    seq_length: int = 5
+    grad_frames: int = 3
     track_assignment: str = "bonus"
     track_bonus: float = -10.0
-    track_score_thr: float = 0.3
-    max_track_queries: int = 100
-    track_drop: float = 0.4
+    track_keep_thr: float = 0.3
+    track_max_lost: int = 15
+    track_drop: float = 0.1
     track_fp: float = 0.1
+    track_reset: float = 0.25
+    track_feed: str = "refined"
+    rle_reduction: str = "coordinate"
     loss_cls: float = 1.0
     loss_kpt: float = 1.0
     loss_oks: float = 0.0
@@ -107,6 +119,10 @@ class TrainConfig:
             raise PavenetError("lr must be positive")
         if self.track_assignment not in ("bonus", "hard"):
             raise PavenetError("track_assignment must be 'bonus' or 'hard'")
+        if self.track_feed not in ("refined", "decoder"):
+            raise PavenetError("track_feed must be 'refined' or 'decoder'")
+        if self.rle_reduction not in ("person", "coordinate"):
+            raise PavenetError("rle_reduction must be 'person' or 'coordinate'")
         if self.cls_target not in ("oks", "binary"):
             raise PavenetError("cls_target must be 'oks' or 'binary'")
         if not 1 <= self.grad_frames <= self.seq_length:

@@ -1,10 +1,14 @@
 """The criterion: Hungarian matching per stage and the weighted loss dict the log shows.
 
-Keys follow the user's log (``../shared/spec/training-log.md``): ``enc_loss_cls``,
-``enc_loss_kpt`` (encoder proposals), ``d0.loss_cls``, ``d0.loss_kpt``, ... (intermediate
-decoder layers), ``loss_cls``, ``loss_kpt`` (last layer), ``*loss_oks`` when its weight is not
-zero, and ``d0.loss_kpt_refine``, ``d1.loss_kpt_refine``, ... for the keypoint refinement
-layers. As in mmdet, each logged value already includes its weight, and ``loss`` is their sum.
+Keys follow the user's log: ``enc_loss_cls``, ``enc_loss_kpt`` (encoder proposals), ``d0.loss_cls``,
+``d0.loss_kpt``, ... (intermediate decoder layers), ``loss_cls``, ``loss_kpt`` (last layer),
+``*loss_oks`` when its weight is not zero, and ``d0.loss_kpt_refine``, ``d1.loss_kpt_refine``, ...
+for the keypoint refinement layers. As in mmdet, each logged value already includes its weight,
+and ``loss`` is their sum.
+
+Everything is batched: one cost tensor per stage for the whole batch, one device-to-host copy
+per frame for all stages (:meth:`SetCriterion.match`), the assignments solved on the host, and
+the losses gathered with index tensors.
 """
 
 from __future__ import annotations
@@ -16,16 +20,24 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from training.losses import RealNVP, oks, oks_loss, rle_loss, sigmoid_focal_loss, varifocal_loss
-from training.matcher import HungarianMatcher, Targets
-from training.tracking import TrackBatch, match_with_tracks
+from training.losses import RealNVP, paired_oks, rle_loss, sigmoid_focal_loss, varifocal_loss
+from training.matcher import HungarianMatcher, TargetBatch, match_all, to_host
+from training.tracking import TrackBatch, TrackRules, match_image, pinned
+
+Match = tuple[np.ndarray, np.ndarray]  # (query indices, target indices) of one image
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Loss weights (PAVE-Net defaults) and matching cost weights (PAVE-Net's matcher)."""
+    """Loss weights and matching cost weights (PAVE-Net's matcher).
 
-    loss_cls: float = 0.5
+    ``rle_reduction``: ``person`` sums the RLE loss over a person's labelled coordinates and
+    averages over people (mmpose); ``coordinate`` averages over all labelled coordinates (the
+    first shipped model, ~34x lighter). ``sigma_relative``: residuals in units of the person's
+    size (set from the model config).
+    """
+
+    loss_cls: float = 1.0
     loss_kpt: float = 1.0
     loss_oks: float = 0.0
     cost_class: float = 2.0
@@ -33,12 +45,9 @@ class LossConfig:
     cost_oks: float = 7.0
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
-    track_assignment: str = "bonus"
-    track_bonus: float = -10.0
     cls_target: str = "oks"
-
-
-Match = tuple[np.ndarray, np.ndarray]  # (query indices, target indices) of one image
+    rle_reduction: str = "coordinate"
+    sigma_relative: bool = True
 
 
 def layer_prefix(layer: int, num_layers: int) -> str:
@@ -46,12 +55,34 @@ def layer_prefix(layer: int, num_layers: int) -> str:
     return "" if layer == num_layers - 1 else f"d{layer}."
 
 
-def _num_targets(targets: list[Targets], device) -> float:
-    n = torch.tensor(float(sum(len(t) for t in targets)), device=device)
+def num_targets(tgt: TargetBatch, device) -> float | torch.Tensor:
+    """People in the batch (averaged over processes under DDP), at least 1."""
+    n = float(max(tgt.num_people, 1))
     if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(n)
-        n = n / dist.get_world_size()
-    return max(float(n), 1.0)
+        t = torch.tensor(n, device=device)
+        dist.all_reduce(t)
+        return (t / dist.get_world_size()).clamp(min=1.0)
+    return n
+
+
+def pair_index(matches: list[Match], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image matches -> (image, query, target) index tensors [M] on ``device``."""
+    bi = np.concatenate([np.full(len(r), b, np.int64) for b, (r, _) in enumerate(matches)] or [np.zeros(0, np.int64)])
+    qi = np.concatenate([r for r, _ in matches] or [np.zeros(0, np.int64)]).astype(np.int64)
+    ti = np.concatenate([c for _, c in matches] or [np.zeros(0, np.int64)]).astype(np.int64)
+    packed = pinned(np.stack([bi, qi, ti]), device)
+    return packed[0], packed[1], packed[2]
+
+
+def in_ignore(keypoints: torch.Tensor, tgt: TargetBatch) -> torch.Tensor:
+    """[B, N, K, 2] poses -> [B, N] bool: the pose's centre lies in one of the image's ignore boxes."""
+    if tgt.ignore.shape[1] == 0:
+        return torch.zeros(keypoints.shape[:2], dtype=torch.bool, device=keypoints.device)
+    c = keypoints.detach().mean(-2)[:, :, None]  # [B, N, 1, 2]
+    box = tgt.ignore[:, None]  # [B, 1, M, 4]
+    inside = (c[..., 0] >= box[..., 0]) & (c[..., 0] <= box[..., 2]) & (c[..., 1] >= box[..., 1]) & \
+             (c[..., 1] <= box[..., 3]) & tgt.ignore_valid[:, None]
+    return inside.any(-1)
 
 
 class SetCriterion(nn.Module):
@@ -61,9 +92,11 @@ class SetCriterion(nn.Module):
     (RLE learns a residual density per stage).
     """
 
-    def __init__(self, sigmas: torch.Tensor, num_layers: int, cfg: LossConfig | None = None):
+    def __init__(self, sigmas: torch.Tensor, num_layers: int, cfg: LossConfig | None = None,
+                 rules: TrackRules | None = None):
         super().__init__()
         self.cfg = cfg or LossConfig()
+        self.rules = rules or TrackRules()
         self.num_layers = num_layers
         self.register_buffer("sigmas", torch.as_tensor(sigmas, dtype=torch.float32), persistent=False)
         self.enc_flow = RealNVP()
@@ -73,95 +106,106 @@ class SetCriterion(nn.Module):
         self.matcher = HungarianMatcher(self.sigmas, c.cost_class, c.cost_kpt, c.cost_oks, c.focal_alpha,
                                         c.focal_gamma)
 
-    def match(self, scores: torch.Tensor, keypoints: torch.Tensor, targets: list[Targets],
-              tracks: TrackBatch | None = None) -> list[Match]:
-        """scores [B, N], keypoints [B, N, K, 2] -> one Match per image (track rules when tracks)."""
-        if tracks is None or tracks.size == 0:
-            return [self.matcher(scores[b].detach(), keypoints[b].detach(), t) for b, t in enumerate(targets)]
-        c = self.cfg
-        return [match_with_tracks(self.matcher, scores[b].detach(), keypoints[b].detach(), t, tracks.prev_ids[b],
-                                  tracks.mask[b], c.track_assignment, c.track_bonus) for b, t in enumerate(targets)]
+    def match(self, outputs: dict[str, torch.Tensor], tgt: TargetBatch, tracks: TrackBatch,
+              all_stages: bool = True) -> tuple[list[Match] | None, list[list[Match]], np.ndarray]:
+        """Match the encoder proposals (when ``all_stages``) and every decoder layer (else only the
+        last) with one device-to-host copy.
+
+        Returns (encoder matches or None, matches per decoder layer, last-layer person
+        probabilities [B, N + Q] on the host).
+        """
+        dec_scores, dec_kpts = outputs["scores"], outputs["keypoints"]
+        if not all_stages:
+            dec_scores, dec_kpts = dec_scores[-1:], dec_kpts[-1:]
+        dec_cost = self.matcher.cost(dec_scores.detach(), dec_kpts.detach(), tgt)  # [L, B, N + Q, G]
+        host = [dec_cost, outputs["scores"][-1].detach().sigmoid()]
+        if all_stages:
+            host.append(self.matcher.cost(outputs["enc_scores"].detach(), outputs["enc_keypoints"].detach(), tgt))
+        host = to_host(*host)
+        dec_cost, probs = host[0], host[1]
+        counts = tgt.counts
+        layers = [[match_image(dec_cost[layer, b, :, :counts[b]], tracks.follow[b], tracks.valid[b],
+                               tgt.ids_host[b, :counts[b]], self.rules)
+                   for b in range(len(tgt))] for layer in range(dec_cost.shape[0])]
+        enc = match_all(host[2], tgt.counts) if all_stages else None
+        return enc, layers, probs
 
     def stage_losses(self, prefix: str, scores: torch.Tensor, keypoints: torch.Tensor, sigmas: torch.Tensor,
-                     targets: list[Targets], matches: list[Match], flow: RealNVP, num_targets: float,
+                     tgt: TargetBatch, index: tuple[torch.Tensor, ...], flow: RealNVP, n: float | torch.Tensor,
                      valid: torch.Tensor | None = None) -> dict:
-        """Weighted losses of one stage: scores [B, N], keypoints/sigmas [B, N, K, 2]; ``valid``
-        [B, N] excludes padding rows from the score loss."""
+        """Weighted losses of one stage: scores [B, N], keypoints/sigmas [B, N, K, 2], matched pairs
+        ``index`` (image, query, target) [M]; ``valid`` [B, N] excludes padding rows."""
         c = self.cfg
-        labels = torch.zeros_like(scores)
-        pred, sig, gt, vis, area = [], [], [], [], []
-        for b, (qi, ti) in enumerate(matches):
-            qi_t = torch.as_tensor(qi, device=scores.device, dtype=torch.long)
-            ti_t = torch.as_tensor(ti, device=scores.device, dtype=torch.long)
-            labels[b, qi_t] = 1.0
-            pred.append(keypoints[b, qi_t])
-            sig.append(sigmas[b, qi_t])
-            gt.append(targets[b].keypoints[ti_t])
-            vis.append(targets[b].visible[ti_t])
-            area.append(targets[b].area[ti_t])
-        pred, sig, gt, vis, area = (torch.cat(x) for x in (pred, sig, gt, vis, area))
+        bi, qi, ti = index
+        pred, sig = keypoints[bi, qi].float(), sigmas[bi, qi].float()
+        gt, vis, area = tgt.keypoints[bi, ti], tgt.visible[bi, ti], tgt.area[bi, ti]
+        labels = torch.zeros_like(scores, dtype=torch.float32)
         if c.cls_target == "oks":  # quality-aware: the target of a matched query is its pose's OKS
             with torch.no_grad():
-                quality = oks(pred.float(), gt, vis, area, self.sigmas).diagonal() if len(pred) else pred.new_zeros(0)
-            offset = 0
-            for b, (qi, _) in enumerate(matches):
-                qi_t = torch.as_tensor(qi, device=scores.device, dtype=torch.long)
-                labels[b, qi_t] = quality[offset:offset + len(qi)].clamp(min=0.01).to(labels.dtype)
-                offset += len(qi)
+                quality = paired_oks(pred, gt, vis, area, self.sigmas).clamp(min=0.01)
+            labels = labels.index_put((bi, qi), quality)
             focal = varifocal_loss(scores.float(), labels, gamma=c.focal_gamma)
         else:
+            labels = labels.index_put((bi, qi), torch.ones_like(bi, dtype=torch.float32))
             focal = sigmoid_focal_loss(scores.float(), labels, c.focal_alpha, c.focal_gamma)
-        focal = (focal if valid is None else focal * valid).sum() / num_targets
-        out = {f"{prefix}loss_cls": c.loss_cls * focal,
-               f"{prefix}loss_kpt": c.loss_kpt * rle_loss(pred.float(), sig.float(), gt, vis, flow)}
+        # Queries on unlabelled people (ignore regions) are neither positives nor negatives.
+        weight = 1.0 - (in_ignore(keypoints, tgt) & (labels == 0)).float()
+        if valid is not None:
+            weight = weight * valid
+        rle = rle_loss(pred, sig, gt, vis, flow, area.sqrt() if c.sigma_relative else None)
+        if c.rle_reduction == "person":
+            kpt = rle.sum() / n
+        else:
+            kpt = rle.sum() / (2 * vis.sum()).clamp(min=1)
+        out = {f"{prefix}loss_cls": c.loss_cls * (focal * weight).sum() / n, f"{prefix}loss_kpt": c.loss_kpt * kpt}
         if c.loss_oks:
-            out[f"{prefix}loss_oks"] = c.loss_oks * oks_loss(pred.float(), gt, vis, area, self.sigmas)
+            out[f"{prefix}loss_oks"] = c.loss_oks * (1 - paired_oks(pred, gt, vis, area, self.sigmas)).sum() / n
         return out
 
-    def forward(self, outputs: dict[str, torch.Tensor], targets: list[Targets],
-                tracks: TrackBatch | None = None) -> tuple[dict, list[Match]]:
-        """Losses of the proposals and decoder layers of one frame batch, and the last layer's matches.
+    def forward(self, outputs: dict[str, torch.Tensor], tgt: TargetBatch, tracks: TrackBatch,
+                enc_matches: list[Match], layer_matches: list[list[Match]],
+                n: float | torch.Tensor | None = None) -> tuple[dict, tuple]:
+        """Losses of the proposals and decoder layers of one frame batch.
 
         Args:
             outputs: the model's output dict (``scores`` [L, B, N + Q], ``keypoints`` [L, B, N + Q, K, 2], ...).
-            targets: one :class:`Targets` per image.
-            tracks: the frame's N track queries (rows 0..N-1 of the decoder outputs), if any.
+            tgt: the frame's people; tracks: its N track queries (rows 0..N-1 of the decoder outputs).
+            enc_matches, layer_matches: from :meth:`match`.
+            n: the loss normaliser (:func:`num_targets`; computed when not given).
 
         Returns:
-            (weighted losses by log key; last-layer matches). ``loss`` is added by :meth:`total`.
+            (weighted losses by log key, last layer's (image, query, target) index tensors).
         """
         device = outputs["scores"].device
-        n = _num_targets(targets, device)
+        n = num_targets(tgt, device) if n is None else n
         enc = (outputs["enc_scores"], outputs["enc_keypoints"], outputs["enc_sigmas"])
-        losses = self.stage_losses("enc_", *enc, targets, self.match(enc[0], enc[1], targets), self.enc_flow, n)
+        losses = self.stage_losses("enc_", *enc, tgt, pair_index(enc_matches, device), self.enc_flow, n)
         valid = None
-        if tracks is not None and tracks.size:
+        if tracks.size:
             q = outputs["scores"].shape[-1] - tracks.size
             valid = torch.cat([tracks.mask, tracks.mask.new_ones(tracks.mask.shape[0], q)], 1).float()
-        last: list[Match] = []
+        index = None
         for layer in range(self.num_layers):
             s, k, sg = outputs["scores"][layer], outputs["keypoints"][layer], outputs["sigmas"][layer]
-            last = self.match(s, k, targets, tracks)
-            losses.update(self.stage_losses(layer_prefix(layer, self.num_layers), s, k, sg, targets, last,
+            index = pair_index(layer_matches[layer], device)
+            losses.update(self.stage_losses(layer_prefix(layer, self.num_layers), s, k, sg, tgt, index,
                                             self.dec_flow, n, valid))
-        return losses, last
+        return losses, index
 
-    def refine_losses(self, keypoints: torch.Tensor, sigmas: torch.Tensor, targets: list[Targets],
-                      target_index: list[np.ndarray]) -> dict:
-        """RLE of each refinement layer: keypoints/sigmas [Lr, B, R, K, 2] for R refined people per
-        image, row j of image b being person ``target_index[b][j]`` (rows beyond are padding)."""
-        gt, vis, rows = [], [], []
-        for b, idx in enumerate(target_index):
-            t = torch.as_tensor(idx, device=keypoints.device, dtype=torch.long)
-            gt.append(targets[b].keypoints[t])
-            vis.append(targets[b].visible[t])
-            rows.append((torch.full_like(t, b), torch.arange(len(t), device=keypoints.device)))
-        bi = torch.cat([r[0] for r in rows])
-        ri = torch.cat([r[1] for r in rows])
-        gt, vis = torch.cat(gt), torch.cat(vis)
-        return {f"d{layer}.loss_kpt_refine": self.cfg.loss_kpt * rle_loss(
-                    keypoints[layer, bi, ri].float(), sigmas[layer, bi, ri].float(), gt, vis, self.refine_flow)
-                for layer in range(keypoints.shape[0])}
+    def refine_losses(self, keypoints: torch.Tensor, sigmas: torch.Tensor, tgt: TargetBatch,
+                      index: tuple[torch.Tensor, torch.Tensor, torch.Tensor], n: float | torch.Tensor) -> dict:
+        """RLE of each refinement layer: keypoints/sigmas [Lr, B, R, K, 2]; ``index`` (image, row,
+        target) [M] says which refined row is which person."""
+        c = self.cfg
+        bi, ri, ti = index
+        gt, vis, area = tgt.keypoints[bi, ti], tgt.visible[bi, ti], tgt.area[bi, ti]
+        out = {}
+        for layer in range(keypoints.shape[0]):
+            rle = rle_loss(keypoints[layer, bi, ri].float(), sigmas[layer, bi, ri].float(), gt, vis, self.refine_flow,
+                           area.sqrt() if c.sigma_relative else None)
+            red = rle.sum() / n if c.rle_reduction == "person" else rle.sum() / (2 * vis.sum()).clamp(min=1)
+            out[f"d{layer}.loss_kpt_refine"] = c.loss_kpt * red
+        return out
 
     @staticmethod
     def total(losses: dict) -> dict:

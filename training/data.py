@@ -21,7 +21,7 @@ from pavenet.geometry import letterbox_matrix
 from training.augment import AugmentConfig, augment_clip, transform_clip
 from training.clip import Clip, Frame
 from training.coco import CocoKeypoints
-from training.matcher import Targets
+from training.matcher import TargetBatch
 from training.posetrack import read_posetrack_dir
 from training.sampling import clip_starts
 from training.synth import SynthConfig, generate_clip
@@ -94,8 +94,10 @@ def frame_targets(frame: Frame, width: int, height: int) -> dict[str, np.ndarray
                        zip(frame.keypoints[keep, :, :2], vis[keep])]).reshape(-1, 2)
     wh = np.where(np.isfinite(wh) & (wh > 0), wh, pts_wh)  # files without boxes: the keypoints' extent
     area = np.maximum(wh[:, 0] * wh[:, 1], 1.0) / (width * height)
+    size = np.array([width, height, width, height], np.float32)
+    ignore = np.array([[*p.min(0), *p.max(0)] for p in frame.ignore_regions if len(p)], np.float32).reshape(-1, 4)
     return {"keypoints": kp.astype(np.float32), "visible": vis[keep], "area": area.astype(np.float32),
-            "track_ids": frame.track_ids[keep].astype(np.int64)}
+            "track_ids": frame.track_ids[keep].astype(np.int64), "ignore": (ignore + 0.5) / size}
 
 
 class ClipDataset(Dataset):
@@ -126,12 +128,11 @@ class ClipDataset(Dataset):
 
 
 def collate(samples: list[dict]) -> dict:
-    """-> images uint8 [B, T, 3, H, W]; index [B] sample indices; targets: T lists (frames) of B
-    :class:`Targets`."""
+    """-> images uint8 [B, T, 3, H, W]; index [B] sample indices; targets: T :class:`TargetBatch`
+    (one per frame; ``targets[t][b]`` is image b's :class:`training.matcher.Targets`)."""
     images = torch.stack([s["images"] for s in samples])
     frames = len(samples[0]["targets"])
-    targets = [[Targets(**{k: torch.from_numpy(v) for k, v in s["targets"][t].items()}) for s in samples]
-               for t in range(frames)]
+    targets = [TargetBatch.stack([s["targets"][t] for s in samples]) for t in range(frames)]
     return {"images": images, "index": torch.tensor([s["index"] for s in samples]), "targets": targets}
 
 

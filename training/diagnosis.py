@@ -155,7 +155,7 @@ def _trk_l1_high(h: History, c: DiagnosisConfig) -> float | None:
 RULES: list[Rule] = [
     Rule("n_trk_pos_zero", "n_trk_pos stays 0.0 after warm-up", "Track bonus not applied (no propagated identity "
          "reaches the matcher)", "Check prev_track_gt_ids (should be >= 0): track_assignment, track_bonus, "
-         "seq_length >= 2 and track_score_thr", _n_trk_pos_zero),
+         "seq_length >= 2 and track_drop < 1", _n_trk_pos_zero),
     Rule("trk_id_con_low", "trk_id_con low (< 0.5) after warm-up", "Track queries not re-matching people",
          "Increase track_bonus or improve track query initialization", _id_con_low),
     Rule("loss_kpt_stuck", "loss_kpt not improving", "Keypoint regression stuck", "Check learning rate, gradient "

@@ -39,13 +39,15 @@ def evaluate(model: torch.nn.Module, dataset: ClipDataset, sigmas: torch.Tensor,
 
     Returns mean OKS / recall / precision at OKS 0.5 for predictions scoring >= ``score_thr``;
     ``best_query_oks`` (each person's best OKS over all queries: pose quality regardless of
-    scores); and the best F1 at OKS 0.5 over a sweep of score thresholds with that threshold
+    scores) and the same for every stage (``best_query_oks_enc``, ``_d0``, ..., ``_r0``, ...);
+    and the best F1 at OKS 0.5 over a sweep of score thresholds with that threshold
     (what the tracker's ``new_track_thr`` should be for this model).
     """
     was_training = model.training
     model.eval()
     sigmas = sigmas.to(device)
     people, best_query = 0, []
+    per_stage: dict[str, list[np.ndarray]] = {}
     hits = dict.fromkeys((score_thr, *SWEEP), 0)
     preds = dict.fromkeys(hits, 0)
     oks_sum = 0.0
@@ -61,6 +63,9 @@ def evaluate(model: torch.nn.Module, dataset: ClipDataset, sigmas: torch.Tensor,
                 if len(tgt):
                     sim = oks(final[b].float(), tgt.keypoints, tgt.visible, tgt.area, sigmas)
                     best_query.append(sim.max(0).values.cpu().numpy())
+                    for name, kps in stage_poses(out, b):
+                        stage = oks(kps.float(), tgt.keypoints, tgt.visible, tgt.area, sigmas)
+                        per_stage.setdefault(name, []).append(stage.max(0).values.cpu().numpy())
                 for thr in hits:
                     keep = scores[b] >= thr
                     matched = match_oks(final[b][keep], tgt, sigmas)
@@ -80,4 +85,17 @@ def evaluate(model: torch.nn.Module, dataset: ClipDataset, sigmas: torch.Tensor,
             "precision_oks50": hits[score_thr] / max(preds[score_thr], 1), "num_people": people,
             "num_pred": preds[score_thr],
             "best_query_oks": float(np.concatenate(best_query).mean()) if best_query else 0.0,
-            "f1_best": f1(best_thr), "thr_best": best_thr}
+            "f1_best": f1(best_thr), "thr_best": best_thr,
+            **{f"best_query_oks_{k}": float(np.concatenate(v).mean()) for k, v in per_stage.items()}}
+
+
+def stage_poses(out: dict, b: int):
+    """(name, [N, K, 2] poses of image b) of every stage: ``enc`` (the proposals), ``d0``, ``d1``,
+    ... (decoder layers) and ``r0``, ``r1``, ... (refinement layers): a stage that adds nothing
+    shows as an equal best-query OKS in the log."""
+    yield "enc", out["enc_keypoints"][b]
+    for layer in range(out["keypoints"].shape[0]):
+        yield f"d{layer}", out["keypoints"][layer, b]
+    refined = out.get("refine_keypoints")
+    for layer in range(0 if refined is None else refined.shape[0]):
+        yield f"r{layer}", refined[layer, b]

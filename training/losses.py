@@ -73,17 +73,6 @@ class RealNVP(nn.Module):
             log_det = log_det - s.sum(1)
         return z, log_det
 
-    def forward_map(self, z: torch.Tensor) -> torch.Tensor:
-        """Latent -> data, the inverse of :meth:`inverse`."""
-        x = z
-        for i in range(len(self.t)):
-            m = self.masks[i]
-            x_ = m * x
-            s = self.s[i](x_) * (1 - m)
-            t = self.t[i](x_) * (1 - m)
-            x = x_ + (1 - m) * (x * torch.exp(s) + t)
-        return x
-
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """[N, 2] -> [N] log density under a standard normal prior pushed through the flow."""
         z, log_det = self.inverse(x)
@@ -91,44 +80,57 @@ class RealNVP(nn.Module):
 
 
 def rle_loss(pred: torch.Tensor, sigma: torch.Tensor, target: torch.Tensor, visible: torch.Tensor,
-             flow: RealNVP) -> torch.Tensor:
-    """Mean RLE loss per visible coordinate.
+             flow: RealNVP, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """RLE loss of every coordinate (0 where the keypoint is not labelled).
 
     Args:
         pred, sigma, target: [M, K, 2] (normalised coordinates; sigma in (0, 1)).
         visible: [M, K] bool.
         flow: the stage's RealNVP.
+        scale: [M] person sizes: residuals are measured in units of the person's size (sigma is
+            then relative to it, as in mmpose's top-down crops); None = whole-image units.
+
+    Returns:
+        [M, K, 2] losses; the caller reduces them.
     """
-    if not visible.any():
-        return pred.sum() * 0
-    mu, sg, gt = pred[visible], sigma[visible], target[visible]  # [V, 2]
-    u = (mu - gt) / (sg + 1e-9)
-    log_phi = flow.log_prob(u)[:, None]  # [V, 1], shared by both coordinates as in mmpose
+    err = pred - target
+    if scale is not None:
+        err = err / scale[:, None, None]
+    vis = visible[..., None].to(pred.dtype)
+    sg = sigma.clamp(min=1e-6)
+    u = err / sg
+    log_phi = flow.log_prob(u.reshape(-1, 2)).view(u.shape[:-1])[..., None]  # shared by x and y as in mmpose
     loss = torch.log(sg) - log_phi + torch.log(2 * sg) + u.abs()
-    return loss.mean()
+    return loss * vis
 
 
 def oks(pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, area: torch.Tensor,
         sigmas: torch.Tensor) -> torch.Tensor:
-    """Object keypoint similarity.
+    """Object keypoint similarity of every prediction with every target.
 
     Args:
-        pred: [P, K, 2]; target: [G, K, 2]; visible: [G, K] bool; area: [G] (same units squared);
-        sigmas: [K] COCO constants.
+        pred: [..., P, K, 2]; target: [..., G, K, 2]; visible: [..., G, K] bool; area: [..., G]
+            (same units squared); sigmas: [K] COCO constants. Leading dims broadcast.
 
     Returns:
-        [P, G] OKS (0 where a target has no visible keypoint).
+        [..., P, G] OKS (0 where a target has no visible keypoint).
     """
-    d2 = ((pred[:, None] - target[None]) ** 2).sum(-1)  # [P, G, K]
+    d2 = ((pred[..., :, None, :, :] - target[..., None, :, :, :]) ** 2).sum(-1)  # [..., P, G, K]
     var = (2 * sigmas) ** 2
-    e = d2 / (2 * var * (area[None, :, None] + 1e-9))
-    vis = visible[None].to(pred.dtype)
+    e = d2 / (2 * var * (area[..., None, :, None] + 1e-9))
+    vis = visible[..., None, :, :].to(pred.dtype)
+    return (torch.exp(-e) * vis).sum(-1) / vis.sum(-1).clamp(min=1)
+
+
+def paired_oks(pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, area: torch.Tensor,
+               sigmas: torch.Tensor) -> torch.Tensor:
+    """OKS of matched pairs: pred/target [M, K, 2], visible [M, K], area [M] -> [M]."""
+    d2 = ((pred - target) ** 2).sum(-1)  # [M, K]
+    e = d2 / (2 * (2 * sigmas) ** 2 * (area[:, None] + 1e-9))
+    vis = visible.to(pred.dtype)
     return (torch.exp(-e) * vis).sum(-1) / vis.sum(-1).clamp(min=1)
 
 
 def oks_loss(pred, target, visible, area, sigmas) -> torch.Tensor:
-    """Mean (1 - OKS) of matched pairs: pred/target [M, K, 2], visible [M, K], area [M]."""
-    if len(pred) == 0:
-        return pred.sum() * 0
-    k = torch.arange(len(pred), device=pred.device)
-    return (1 - oks(pred, target, visible, area, sigmas)[k, k]).mean()
+    """Sum of (1 - OKS) of matched pairs: pred/target [M, K, 2], visible [M, K], area [M]."""
+    return (1 - paired_oks(pred, target, visible, area, sigmas)).sum()

@@ -1,5 +1,9 @@
-"""Hungarian matching of queries to ground-truth people (DETR), with PAVE-Net's cost weights:
-cost = 2 * focal + 70 * L1(keypoints) + 7 * (1 - OKS)."""
+"""Ground truth of a frame batch and Hungarian matching of queries to people (DETR), with
+PAVE-Net's cost weights: cost = 2 * focal + 70 * L1(keypoints) + 7 * (1 - OKS).
+
+The cost of every image and stage is one batched tensor; it crosses to the host once per frame
+(:func:`to_host`) and ``lap`` solves each image's assignment there.
+"""
 
 from __future__ import annotations
 
@@ -21,19 +25,98 @@ class Targets:
         visible: [G, K] bool, labelled keypoints.
         area: [G] box area as a fraction of the image area (OKS scale).
         track_ids: [G] int64 identities.
+        ignore: [M, 4] normalised x1, y1, x2, y2 boxes of unlabelled people (ignore regions).
     """
 
     keypoints: torch.Tensor
     visible: torch.Tensor
     area: torch.Tensor
     track_ids: torch.Tensor
+    ignore: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.track_ids)
 
     def to(self, device) -> Targets:
         return Targets(self.keypoints.to(device), self.visible.to(device), self.area.to(device),
-                       self.track_ids.to(device))
+                       self.track_ids.to(device), None if self.ignore is None else self.ignore.to(device))
+
+
+@dataclass
+class TargetBatch:
+    """The people of B images padded to the largest count G (what the criterion consumes).
+
+    Attributes:
+        keypoints: [B, G, K, 2]; visible: [B, G, K] bool; area: [B, G]; track_ids: [B, G] (-1 pad);
+        valid: [B, G] bool (False = padding); ignore: [B, M, 4] boxes; ignore_valid: [B, M] bool.
+        counts: [B] people per image and ids_host: [B, G] track ids, on the host (they size the
+            assignments and the tracking diagnostics without a device sync).
+    """
+
+    keypoints: torch.Tensor
+    visible: torch.Tensor
+    area: torch.Tensor
+    track_ids: torch.Tensor
+    valid: torch.Tensor
+    ignore: torch.Tensor
+    ignore_valid: torch.Tensor
+    counts: np.ndarray
+    ids_host: np.ndarray
+
+    @staticmethod
+    def stack(items: list[dict[str, np.ndarray]] | list[Targets]) -> TargetBatch:
+        """Pad per-image targets (numpy dicts as :func:`training.data.frame_targets` makes, or
+        :class:`Targets`) into one batch on the host."""
+        def arr(item, key):
+            v = item[key] if isinstance(item, dict) else getattr(item, key)
+            if v is None:
+                return np.zeros((0, 4), np.float32)
+            return v.cpu().numpy() if isinstance(v, torch.Tensor) else v
+
+        b = len(items)
+        counts = np.array([len(arr(t, "track_ids")) for t in items], np.int64)
+        k = arr(items[0], "keypoints").shape[1] if b else 0
+        g = int(counts.max(initial=0))
+        m = max((len(arr(t, "ignore")) for t in items), default=0)
+        kp = np.zeros((b, g, k, 2), np.float32)
+        vis = np.zeros((b, g, k), bool)
+        area = np.ones((b, g), np.float32)
+        ids = np.full((b, g), -1, np.int64)
+        ign = np.zeros((b, m, 4), np.float32)
+        ign_valid = np.zeros((b, m), bool)
+        for i, t in enumerate(items):
+            n = counts[i]
+            kp[i, :n], vis[i, :n] = arr(t, "keypoints"), arr(t, "visible")
+            area[i, :n], ids[i, :n] = arr(t, "area"), arr(t, "track_ids")
+            boxes = arr(t, "ignore")
+            ign[i, :len(boxes)], ign_valid[i, :len(boxes)] = boxes, True
+        valid = np.arange(g)[None] < counts[:, None]
+        return TargetBatch(*(torch.from_numpy(x) for x in (kp, vis, area, ids, valid, ign, ign_valid)), counts, ids)
+
+    def to(self, device, non_blocking: bool = False) -> TargetBatch:
+        moved = [getattr(self, f).to(device, non_blocking=non_blocking)
+                 for f in ("keypoints", "visible", "area", "track_ids", "valid", "ignore", "ignore_valid")]
+        return TargetBatch(*moved, self.counts, self.ids_host)
+
+    def pin_memory(self) -> TargetBatch:
+        pinned = [getattr(self, f).pin_memory()
+                  for f in ("keypoints", "visible", "area", "track_ids", "valid", "ignore", "ignore_valid")]
+        return TargetBatch(*pinned, self.counts, self.ids_host)
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def __getitem__(self, i: int) -> Targets:
+        n = int(self.counts[i])
+        return Targets(self.keypoints[i, :n], self.visible[i, :n], self.area[i, :n], self.track_ids[i, :n],
+                       self.ignore[i, self.ignore_valid[i]])
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    @property
+    def num_people(self) -> int:
+        return int(self.counts.sum())
 
 
 def assign(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +133,7 @@ def assign(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class HungarianMatcher:
-    """Matches one image's queries to its people."""
+    """Matching costs of a batch of queries against a batch of people."""
 
     def __init__(self, sigmas: torch.Tensor, cost_class: float = 2.0, cost_kpt: float = 70.0,
                  cost_oks: float = 7.0, alpha: float = 0.25, gamma: float = 2.0):
@@ -59,20 +142,31 @@ class HungarianMatcher:
         self.alpha, self.gamma = alpha, gamma
 
     @torch.no_grad()
-    def cost_matrix(self, logits: torch.Tensor, keypoints: torch.Tensor, tgt: Targets) -> torch.Tensor:
-        """logits [N], keypoints [N, K, 2] -> [N, G] matching cost."""
+    def cost(self, logits: torch.Tensor, keypoints: torch.Tensor, tgt: TargetBatch) -> torch.Tensor:
+        """logits [..., B, N], keypoints [..., B, N, K, 2] -> [..., B, N, G] matching cost."""
         p = logits.float().sigmoid()
         pos = self.alpha * (1 - p) ** self.gamma * -(p + 1e-8).log()
         neg = (1 - self.alpha) * p**self.gamma * -(1 - p + 1e-8).log()
-        c_cls = (pos - neg)[:, None]  # [N, 1]
-        vis = tgt.visible.float()  # [G, K]
-        diff = (keypoints[:, None].float() - tgt.keypoints[None]).abs().sum(-1)  # [N, G, K]
-        c_kpt = (diff * vis[None]).sum(-1) / (2 * vis.sum(-1).clamp(min=1))[None]
+        c_cls = (pos - neg)[..., None]  # [..., B, N, 1]
+        vis = tgt.visible.float()  # [B, G, K]
+        diff = (keypoints.float()[..., :, None, :, :] - tgt.keypoints[:, None]).abs().sum(-1)  # [..., B, N, G, K]
+        c_kpt = (diff * vis[:, None]).sum(-1) / (2 * vis.sum(-1).clamp(min=1))[:, None]
         c_oks = 1 - oks(keypoints.float(), tgt.keypoints, tgt.visible, tgt.area, self.sigmas.to(p.device))
         return self.cost_class * c_cls + self.cost_kpt * c_kpt + self.cost_oks * c_oks
 
-    def __call__(self, logits: torch.Tensor, keypoints: torch.Tensor, tgt: Targets) -> tuple[np.ndarray, np.ndarray]:
-        """(query indices, target indices) of the optimal matching."""
-        if len(tgt) == 0 or len(logits) == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return assign(self.cost_matrix(logits, keypoints, tgt).cpu().numpy())
+
+def match_all(cost: np.ndarray, counts: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Host cost [B, N, G] (people padded to G) -> per image (query indices, target indices)."""
+    return [assign(cost[b, :, :counts[b]]) for b in range(len(counts))]
+
+
+def to_host(*tensors: torch.Tensor) -> list[np.ndarray]:
+    """Copy several device tensors to the host in one transfer (one sync)."""
+    if not tensors:
+        return []
+    flat = torch.cat([t.detach().float().reshape(-1) for t in tensors]).cpu().numpy()
+    out, start = [], 0
+    for t in tensors:
+        out.append(flat[start:start + t.numel()].reshape(t.shape))
+        start += t.numel()
+    return out

@@ -1,5 +1,6 @@
-"""One training step on a batch of clips: frames in order, each with the previous frame's track
-queries; only the last ``grad_frames`` frames keep activations and receive losses."""
+"""One training step on a batch of clips: frames in order, each frame's track queries handed over
+from the one before as the runtime hands them (:mod:`training.tracking`); only the last
+``grad_frames`` frames keep activations and receive losses (earlier ones run under no_grad)."""
 
 from __future__ import annotations
 
@@ -8,31 +9,34 @@ import torch
 from torch import nn
 
 from pavenet.model.pavenet import PAVENet
-from training.criterion import SetCriterion
-from training.matcher import Targets
-from training.tracking import TrackBatch, diagnostics, select_tracks
+from training.criterion import SetCriterion, num_targets, pair_index
+from training.matcher import TargetBatch
+from training.tracking import TrackBatch, build_tracks, diagnostics, pinned, plan_handover
 
 
 class TrainStep(nn.Module):
     """Model + criterion in one module, so DDP sees every trained parameter (flows included).
 
-    forward(images uint8 [B, T, 3, H, W], targets T x B Targets, seeds [B]) -> (losses, diagnostic sums)
+    forward(images uint8 [B, T, 3, H, W], targets T x TargetBatch, seeds [B]) -> (losses, diagnostic sums)
     Losses are averaged over the frames of the gradient window; ``loss`` is their sum.
+    ``feed`` is the pose a track is fed with: ``refined`` (what the runtime feeds) or ``decoder``
+    (the last decoder layer's; the first shipped model).
     """
 
-    def __init__(self, model: PAVENet, criterion: SetCriterion, grad_frames: int = 1, score_thr: float = 0.3,
-                 max_tracks: int = 100, drop: float = 0.4, fp: float = 0.1):
+    def __init__(self, model: PAVENet, criterion: SetCriterion, grad_frames: int = 1, feed: str = "refined"):
         super().__init__()
         self.model, self.criterion = model, criterion
-        self.grad_frames, self.score_thr, self.max_tracks = grad_frames, score_thr, max_tracks
-        self.drop, self.fp = drop, fp
+        self.grad_frames, self.feed = grad_frames, feed
 
-    def forward(self, images: torch.Tensor, targets: list[list[Targets]],
+    def forward(self, images: torch.Tensor, targets: list[TargetBatch],
                 seeds: torch.Tensor | None = None) -> tuple[dict, dict]:
         b, frames = images.shape[:2]
         first_grad = frames - min(self.grad_frames, frames)
         grad_on = torch.is_grad_enabled()
-        rngs = [np.random.default_rng([int(s), 7]) for s in (seeds if seeds is not None else range(b))]
+        seeds = seeds.tolist() if seeds is not None else range(b)
+        rngs = [np.random.default_rng([int(s), 7]) for s in seeds] if self.training else None
+        rules = self.criterion.rules
+        reset = np.array([r.random() < rules.reset for r in rngs]) if rngs is not None else None
         tokens = []
         for t in range(frames):  # each frame is encoded once and reused while it is in a window
             with torch.set_grad_enabled(grad_on and t >= first_grad):
@@ -42,41 +46,65 @@ class TrainStep(nn.Module):
         losses: dict = {}
         sums: dict = {}
         for t in range(frames):
-            grad = grad_on and t >= first_grad
-            with torch.set_grad_enabled(grad):
+            trained = t >= first_grad
+            with torch.set_grad_enabled(grad_on and trained):
                 window = [tokens[t + o] if 0 <= t + o < frames else tokens[t] for o in cfg.window_offsets]
                 given = tracks.size > 0
                 out = self.model.detect(tokens[t], window, tracks.queries if given else None,
                                         tracks.keypoints if given else None, tracks.mask if given else None)
-                if t >= first_grad:
-                    frame_losses, matches = self.criterion(out, targets[t], tracks)
-                    frame_losses.update(self._refine(out, matches, targets[t], window))
+                tgt = targets[t]
+                enc_m, layer_m, probs = self.criterion.match(out, tgt, tracks, all_stages=trained)
+                last = layer_m[-1]
+                plan = plan_handover(probs, last, tracks, tgt.ids_host, rules, rngs,
+                                     reset if t + 1 == first_grad else None)
+                rows, index_rows, refined = self._refine(out, last, plan.rows, window)
+                if trained:
+                    n = num_targets(tgt, images.device)  # once per frame: under DDP it is a collective
+                    frame_losses, index = self.criterion(out, tgt, tracks, enc_m, layer_m, n)
+                    if refined is not None:
+                        ref_index = self._refine_index(last, rows, images.device)
+                        frame_losses.update(self.criterion.refine_losses(*refined, tgt, ref_index, n))
                     for k, v in frame_losses.items():
                         losses[k] = losses.get(k, 0) + v / (frames - first_grad)
-                    for k, v in diagnostics(matches, tracks, targets[t], out["keypoints"][-1].detach()).items():
+                    bi, qi, ti = index
+                    err = (out["keypoints"][-1].detach()[bi, qi] - tgt.keypoints[bi, ti]).abs().sum(-1)  # [M, K]
+                    vis = tgt.visible[bi, ti].float()
+                    frame_diag = diagnostics(last, tracks, tgt.ids_host, (err * vis).sum(-1), 2 * vis.sum(-1),
+                                             qi < tracks.size)
+                    for k, v in frame_diag.items():
                         sums[k] = sums.get(k, 0.0) + v
-                else:
-                    matches = self.criterion.match(out["scores"][-1], out["keypoints"][-1], targets[t], tracks)
-            train = self.training
-            tracks = select_tracks(out, matches, targets[t], self.score_thr, self.max_tracks,
-                                   self.drop if train else 0.0, self.fp if train else 0.0, rngs)
+            pose = out["keypoints"][-1]
+            if refined is not None and self.feed == "refined":  # rows the refiner saw take its pose
+                kp = refined[0][-1].detach()
+                pose = pose.detach().scatter(1, index_rows[..., None, None].expand_as(kp), kp)
+            tracks = build_tracks(plan, out["hidden"], pose, tracks.keypoints, tracks.size)
         return SetCriterion.total(losses), sums
 
-    def _refine(self, out: dict, matches: list, targets: list[Targets], window: list[torch.Tensor]) -> dict:
-        """Refinement losses on the matched queries only."""
+    def _refine(self, out: dict, matches: list, keep: list[list[int]], window: list[torch.Tensor]):
+        """Run the refiner on the rows that are matched or become tracks (the runtime refines all
+        rows; no other row's refined pose is used). Returns (rows [B, R] on the host, the same on the
+        device, (keypoints, sigmas) [Lr, B, R, K, 2]), or Nones without a refiner or rows."""
         if self.model.refiner is None:
-            return {}
-        layers = self.model.cfg.refine_layers
-        r = max((len(rows) for rows, _ in matches), default=0)
-        if r == 0:
-            zero = out["hidden"].sum() * 0
-            return {f"d{i}.loss_kpt_refine": zero for i in range(layers)}
-        b = len(matches)
-        index = torch.zeros(b, r, dtype=torch.long, device=out["hidden"].device)
-        for i, (rows, _) in enumerate(matches):
-            index[i, :len(rows)] = torch.as_tensor(rows, device=index.device)
+            return None, None, None
+        chosen = [sorted(set(r.tolist()) | set(k)) for (r, _), k in zip(matches, keep)]
+        size = max((len(c) for c in chosen), default=0)
+        if size == 0:
+            return None, None, None
+        rows = np.zeros((len(chosen), size), np.int64)
+        for i, c in enumerate(chosen):
+            rows[i, :len(c)] = c
+            rows[i, len(c):] = c[0] if c else 0  # padding repeats a real row (its result is unused)
+        index = pinned(rows, out["hidden"].device)
         hidden = torch.gather(out["hidden"], 1, index[..., None].expand(-1, -1, out["hidden"].shape[-1]))
         wk = out["window_keypoints"]
         wk = torch.gather(wk, 1, index[:, :, None, None, None].expand(-1, -1, *wk.shape[2:]))
-        kps, sigmas = self.model.refine(hidden, wk, window)
-        return self.criterion.refine_losses(kps, sigmas, targets, [cols for _, cols in matches])
+        return rows, index, self.model.refine(hidden, wk, window)
+
+    @staticmethod
+    def _refine_index(matches: list, rows: np.ndarray, device) -> tuple[torch.Tensor, ...]:
+        """(image, refined row, target) of every last-layer match; ``rows`` [B, R] host row numbers."""
+        pairs = []
+        for b, (q, c) in enumerate(matches):
+            row_of = {int(v): j for j, v in reversed(list(enumerate(rows[b])))}
+            pairs.append((np.array([row_of[int(x)] for x in q], np.int64), c))
+        return pair_index(pairs, device)

@@ -1,47 +1,59 @@
-"""Track queries in training: which queries are propagated, how they are matched, and the
-tracking diagnostics of the user's log.
+"""Track queries in training, handed from frame to frame the way the runtime hands them.
+
+The runtime (:class:`pavenet.tracker.Tracker`) feeds every track back with the decoder's hidden
+state of the last frame and, as its pose, the last **refined** pose it scored at least
+``keep_thr`` with; a track below ``keep_thr`` is *lost*: it keeps its stale pose and is still
+fed back for ``max_lost`` frames. Training does the same on clips of several frames, so the model
+learns on old and lost track queries as it will meet them. What differs is only who becomes a
+track: in training, the detect query matched to a person (TrackFormer, MOTR), and with
+probability ``fp`` per image an unmatched confident detect query (a false positive that must
+learn to die); each track is dropped with probability ``drop`` per frame, so detect queries keep
+learning to pick people up, and with probability ``reset`` a clip forgets all its tracks before
+its gradient window, so detect queries also learn on frames without any track query (every video
+starts that way).
 
 Matching (``track_assignment``):
 - ``bonus`` (the user's default): one Hungarian over all queries; the cost of a track query for
-  the person it was matched to in the previous frame is lowered by ``track_bonus``.
-- ``hard`` (TrackFormer, MOTR): a track query whose person is still present is assigned to that
-  person; Hungarian runs over the detect queries and the remaining people; track queries whose
-  person is gone (and false-positive track queries) are trained towards background.
+  the person it follows is lowered by ``track_bonus``.
+- ``hard`` (TrackFormer, MOTR): a track query whose person is present is assigned to that
+  person; Hungarian runs over the detect queries and the remaining people.
 
-Diagnostics (detached, summed per step and turned into the log's averages by the trainer):
-``n_trk`` track queries per image, ``n_trk_pos`` of them matched to a person, ``n_det_pos``
-detect queries matched, ``trk_id_con`` fraction of matched track queries whose person is the one
-they followed, ``trk_kpt_l1`` / ``det_kpt_l1`` mean keypoint L1 (normalised coordinates, visible
-keypoints) of matched track / detect queries.
+Diagnostics of the user's log (``n_trk``, ``n_trk_pos``, ``n_det_pos``, ``trk_id_con``,
+``trk_kpt_l1``, ``det_kpt_l1``) are summed per step, partly on the host (counts) and partly on
+the device (keypoint errors), and turned into averages at log time.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from training.matcher import HungarianMatcher, Targets, assign
+from training.matcher import assign
 
 BIG = 1e6  # cost of impossible pairs (padding rows)
 
 
 @dataclass
 class TrackBatch:
-    """Track queries of a batch, padded to the largest count.
+    """Track queries of a batch, padded to the largest count N.
 
     Attributes:
         queries: [B, N, D] detached hidden states.
-        keypoints: [B, N, K, 2] their poses in the previous frame.
-        mask: [B, N] bool, False for padding.
-        prev_ids: [B, N] int64, identity each followed in the previous frame (-1: none).
+        keypoints: [B, N, K, 2] the poses they are fed with (last confident refined pose).
+        mask: [B, N] bool, False for padding (device).
+        valid: [B, N] bool on the host, the same.
+        follow: [B, N] int64 on the host: the identity each track follows (-1: a false positive).
+        lost: [B, N] int64 on the host: frames since the track last scored >= keep_thr.
     """
 
     queries: torch.Tensor
     keypoints: torch.Tensor
     mask: torch.Tensor
-    prev_ids: torch.Tensor
+    valid: np.ndarray
+    follow: np.ndarray
+    lost: np.ndarray
 
     @property
     def size(self) -> int:
@@ -50,76 +62,43 @@ class TrackBatch:
     @staticmethod
     def empty(b: int, d: int, k: int, device) -> TrackBatch:
         return TrackBatch(torch.zeros(b, 0, d, device=device), torch.zeros(b, 0, k, 2, device=device),
-                          torch.zeros(b, 0, dtype=torch.bool, device=device),
-                          torch.zeros(b, 0, dtype=torch.long, device=device))
+                          torch.zeros(b, 0, dtype=torch.bool, device=device), np.zeros((b, 0), bool),
+                          np.zeros((b, 0), np.int64), np.zeros((b, 0), np.int64))
 
 
-def select_tracks(out: dict, matches: list, targets: list[Targets], score_thr: float, max_tracks: int,
-                  drop: float = 0.0, fp: float = 0.0, rngs: list[np.random.Generator] | None = None) -> TrackBatch:
-    """Next frame's track queries from this frame's last-layer outputs and matches.
+@dataclass(frozen=True)
+class TrackRules:
+    """How track queries are chosen and matched in training (see the module docstring)."""
 
-    Queries scoring at least ``score_thr`` (at most ``max_tracks``, best first) are propagated
-    with their detached hidden state and pose. In training, each is dropped with probability
-    ``drop``, and with probability ``fp`` per kept query an unmatched confident query is added as
-    a false-positive track query.
-    """
-    scores = out["scores"][-1].detach().sigmoid()  # [B, N]
-    hidden, kpts = out["hidden"].detach(), out["keypoints"][-1].detach()
-    b, _, d = hidden.shape
-    chosen, ids = [], []
-    for i in range(b):
-        rows, cols = matches[i]
-        follow = {int(r): int(targets[i].track_ids[c]) for r, c in zip(rows, cols)}
-        order = torch.argsort(scores[i], descending=True).tolist()
-        picked = [q for q in order if scores[i, q] >= score_thr][:max_tracks]
-        rng = rngs[i] if rngs is not None else None
-        if rng is not None and drop > 0:
-            picked = [q for q in picked if rng.random() >= drop]
-        if rng is not None and fp > 0:
-            spare = [q for q in order if q not in follow and q not in picked and scores[i, q] >= 0.5 * score_thr]
-            extra = sum(rng.random() < fp for _ in picked)
-            picked += spare[:extra]
-        chosen.append(picked)
-        ids.append([follow.get(q, -1) for q in picked])
-    n = max((len(c) for c in chosen), default=0)
-    k = kpts.shape[2]
-    batch = TrackBatch.empty(b, d, k, hidden.device)
-    if n == 0:
-        return batch
-    batch = TrackBatch(hidden.new_zeros(b, n, d), kpts.new_full((b, n, k, 2), 0.5),
-                       torch.zeros(b, n, dtype=torch.bool, device=hidden.device),
-                       torch.full((b, n), -1, dtype=torch.long, device=hidden.device))
-    for i, (picked, pid) in enumerate(zip(chosen, ids)):
-        m = len(picked)
-        if m:
-            idx = torch.as_tensor(picked, device=hidden.device)
-            batch.queries[i, :m], batch.keypoints[i, :m] = hidden[i, idx], kpts[i, idx]
-            batch.mask[i, :m] = True
-            batch.prev_ids[i, :m] = torch.as_tensor(pid, device=hidden.device)
-    return batch
+    assignment: str = "bonus"
+    bonus: float = -10.0
+    keep_thr: float = 0.3
+    max_lost: int = 15
+    drop: float = 0.1
+    fp: float = 0.1
+    fp_thr: float = 0.1
+    reset: float = 0.25
 
 
-def match_with_tracks(matcher: HungarianMatcher, logits: torch.Tensor, keypoints: torch.Tensor, tgt: Targets,
-                      prev_ids: torch.Tensor, mask: torch.Tensor, assignment: str,
-                      bonus: float) -> tuple[np.ndarray, np.ndarray]:
-    """Match one image's queries (N track queries first) to its people.
+def match_image(cost: np.ndarray, follow: np.ndarray, valid: np.ndarray, ids: np.ndarray,
+                rules: TrackRules) -> tuple[np.ndarray, np.ndarray]:
+    """Match one image's queries (N track queries first) to its G people.
 
     Args:
-        logits [N + Q], keypoints [N + Q, K, 2]: this layer's predictions.
-        prev_ids [N]: identity each track query followed (-1: none); mask [N]: False = padding.
-        assignment: ``bonus`` or ``hard``; bonus: cost added for the followed person (negative).
+        cost: [N + Q, G] matching cost; follow/valid: [N] the tracks' identities and padding;
+        ids: [G] the people's identities.
+
+    Returns:
+        (query indices, target indices), sorted by target.
     """
-    n_rows, g = len(logits), len(tgt)
-    n = len(prev_ids)
-    if g == 0 or n_rows == 0:
+    n, g = len(follow), cost.shape[1]
+    if g == 0 or cost.shape[0] == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    cost = matcher.cost_matrix(logits, keypoints, tgt).cpu().numpy()  # [N + Q, G]
-    cost[:n][~mask.cpu().numpy()] = BIG
-    ids = tgt.track_ids.cpu().numpy()
-    prev = prev_ids.cpu().numpy()
-    same = (prev[:, None] >= 0) & (prev[:, None] == ids[None, :])  # [N, G] followed person present
-    if assignment == "bonus":
-        cost[:n][same] += bonus
+    cost = cost.copy()
+    cost[:n][~valid] = BIG
+    same = (follow[:, None] >= 0) & (follow[:, None] == ids[None, :]) & valid[:, None]  # [N, G]
+    if rules.assignment == "bonus" or not same.any():
+        cost[:n][same] += rules.bonus
         rows, cols = assign(cost)
     else:
         fixed_r, fixed_c = np.nonzero(same)
@@ -132,35 +111,149 @@ def match_with_tracks(matcher: HungarianMatcher, logits: torch.Tensor, keypoints
     return rows[keep][order], cols[keep][order]
 
 
-def diagnostics(matches: list, tracks: TrackBatch, targets: list[Targets], keypoints: torch.Tensor) -> dict:
-    """Sums over the batch of one frame (the trainer averages them over the log interval).
+@dataclass
+class Handover:
+    """What one frame hands to the next, decided on the host for each image.
 
-    ``keypoints`` [B, N + Q, K, 2] are the last decoder layer's predictions.
+    ``rows[b]`` are query rows of this frame that become next frame's tracks, ``fresh[b]`` says
+    which of them scored >= keep_thr (fed with their new pose) and which are lost (fed with their
+    old one), with ``follow``/``lost`` their bookkeeping.
+    """
+
+    rows: list[list[int]] = field(default_factory=list)
+    fresh: list[list[bool]] = field(default_factory=list)
+    follow: list[list[int]] = field(default_factory=list)
+    lost: list[list[int]] = field(default_factory=list)
+
+
+def plan_handover(scores: np.ndarray, matches: list[tuple[np.ndarray, np.ndarray]], tracks: TrackBatch,
+                  ids: np.ndarray, rules: TrackRules, rngs: list[np.random.Generator] | None,
+                  reset: np.ndarray | None = None) -> Handover:
+    """Decide next frame's tracks.
+
+    Args:
+        scores: [B, N + Q] last-layer person probabilities (host).
+        matches: last-layer matches per image.
+        tracks: this frame's track queries (rows 0..N-1).
+        ids: [B, G] the people's identities (host, -1 padding).
+        rngs: per-clip generators for drop / false positives (None: no augmentation, e.g. validation).
+        reset: [B] bool, clips that forget all their tracks (the next frame starts a stream).
     """
     n = tracks.size
-    out = dict.fromkeys(("images", "n_trk", "n_trk_pos", "n_det_pos", "id_same", "trk_l1", "trk_l1_n",
-                         "det_l1", "det_l1_n"), 0.0)
-    out["images"] = float(len(targets))
-    out["n_trk"] = float(tracks.mask.sum())
-    for i, (rows, cols) in enumerate(matches):
-        tgt = targets[i]
-        for r, c in zip(rows.tolist(), cols.tolist()):
-            vis = tgt.visible[c]
-            err = (keypoints[i, r] - tgt.keypoints[c]).abs()[vis]
-            if r < n:
-                out["n_trk_pos"] += 1
-                out["id_same"] += float(int(tracks.prev_ids[i, r]) == int(tgt.track_ids[c]))
-                out["trk_l1"] += float(err.sum())
-                out["trk_l1_n"] += float(err.numel())
-            else:
-                out["n_det_pos"] += 1
-                out["det_l1"] += float(err.sum())
-                out["det_l1_n"] += float(err.numel())
+    plan = Handover()
+    for b in range(scores.shape[0]):
+        rows_m, cols_m = matches[b]
+        matched = {int(r): int(ids[b, c]) for r, c in zip(rows_m, cols_m)}
+        rng = rngs[b] if rngs is not None else None
+        rows, fresh, follow, lost = [], [], [], []
+        if reset is None or not reset[b]:
+            for i in range(n):
+                if not tracks.valid[b, i] or (rng is not None and rng.random() < rules.drop):
+                    continue
+                ok = scores[b, i] >= rules.keep_thr
+                gone = 0 if ok else int(tracks.lost[b, i]) + 1
+                if gone > rules.max_lost:
+                    continue
+                rows.append(i)
+                fresh.append(bool(ok))
+                follow.append(matched.get(i, int(tracks.follow[b, i])))
+                lost.append(gone)
+            followed = set(follow)
+            for r, pid in matched.items():
+                if rng is not None and rng.random() < rules.drop:
+                    continue
+                if r >= n and pid not in followed:  # the detect query that found a person becomes its track
+                    rows.append(r)
+                    fresh.append(True)
+                    follow.append(pid)
+                    lost.append(0)
+            if rng is not None and rules.fp > 0 and rng.random() < rules.fp:
+                spare = [q for q in np.argsort(-scores[b, n:]) + n
+                         if q not in matched and scores[b, q] >= rules.fp_thr]
+                if spare:
+                    rows.append(int(spare[0]))
+                    fresh.append(True)
+                    follow.append(-1)
+                    lost.append(0)
+        plan.rows.append(rows)
+        plan.fresh.append(fresh)
+        plan.follow.append(follow)
+        plan.lost.append(lost)
+    return plan
+
+
+def pinned(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array on ``device`` without waiting for the device (pinned, non-blocking copy)."""
+    t = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t
+
+
+def build_tracks(plan: Handover, hidden: torch.Tensor, new_pose: torch.Tensor, old_pose: torch.Tensor,
+                 n_old: int) -> TrackBatch:
+    """Next frame's :class:`TrackBatch` from a plan.
+
+    Args:
+        hidden: [B, M, D] this frame's decoder states of every query row.
+        new_pose: [B, M, K, 2] the pose the runtime would feed for each row (refined).
+        old_pose: [B, N, K, 2] the poses this frame's N tracks were fed with (kept by lost tracks).
+        n_old: N.
+    """
+    b, _, d = hidden.shape
+    k = new_pose.shape[2]
+    size = max((len(r) for r in plan.rows), default=0)
+    if size == 0:
+        return TrackBatch.empty(b, d, k, hidden.device)
+    index = np.zeros((b, size), np.int64)
+    stale = np.zeros((b, size), bool)
+    valid = np.zeros((b, size), bool)
+    follow = np.full((b, size), -1, np.int64)
+    lost = np.zeros((b, size), np.int64)
+    for i in range(b):
+        m = len(plan.rows[i])
+        index[i, :m] = plan.rows[i]
+        stale[i, :m] = ~np.asarray(plan.fresh[i], bool)
+        valid[i, :m], follow[i, :m], lost[i, :m] = True, plan.follow[i], plan.lost[i]
+    idx, stale_t, mask = (pinned(x, hidden.device) for x in (index, stale, valid))
+    queries = torch.gather(hidden.detach(), 1, idx[..., None].expand(-1, -1, d))
+    pose = torch.gather(new_pose.detach(), 1, idx[..., None, None].expand(-1, -1, k, 2))
+    if n_old:  # a lost track (always a row < N) keeps the pose it was fed with
+        old_idx = idx.clamp(max=n_old - 1)
+        old = torch.gather(old_pose, 1, old_idx[..., None, None].expand(-1, -1, k, 2))
+        pose = torch.where(stale_t[..., None, None], old, pose)
+    return TrackBatch(queries * mask[..., None], pose, mask, valid, follow, lost)
+
+
+def diagnostics(matches: list[tuple[np.ndarray, np.ndarray]], tracks: TrackBatch, ids: np.ndarray,
+                l1: torch.Tensor, l1_n: torch.Tensor, is_track: torch.Tensor) -> dict:
+    """Sums over one frame batch (the trainer averages them over the log interval).
+
+    Args:
+        matches: last-layer matches; tracks: the frame's track queries; ids: [B, G] host identities.
+        l1, l1_n: [M] keypoint L1 sums and counts of the M matched pairs (device, in match order);
+        is_track: [M] bool, matched pair is a track query.
+
+    Host counts are floats; the keypoint error sums stay device tensors until logged.
+    """
+    n = tracks.size
+    out = {"images": float(len(matches)), "n_trk": float(tracks.valid.sum()), "n_trk_pos": 0.0, "n_det_pos": 0.0,
+           "id_same": 0.0}
+    for b, (rows, cols) in enumerate(matches):
+        trk = rows < n
+        out["n_trk_pos"] += float(trk.sum())
+        out["n_det_pos"] += float((~trk).sum())
+        if n:
+            out["id_same"] += float((tracks.follow[b, rows[trk]] == ids[b, cols[trk]]).sum())
+    t = is_track.to(l1.dtype)
+    out.update(trk_l1=(l1 * t).sum(), trk_l1_n=(l1_n * t).sum(), det_l1=(l1 * (1 - t)).sum(),
+               det_l1_n=(l1_n * (1 - t)).sum())
     return out
 
 
 def diagnostic_values(sums: dict) -> dict[str, float]:
     """The log's diagnostic keys from summed counts (any number of steps)."""
+    sums = {k: float(v) for k, v in sums.items()}
     images = max(sums.get("images", 0.0), 1.0)
     return {
         "trk_kpt_l1": sums.get("trk_l1", 0.0) / max(sums.get("trk_l1_n", 0.0), 1.0),

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tensorboard", action="store_true", default=None,
                    help="also log scalars to WORK_DIR/tensorboard (needs: pip install tensorboard)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (log lines still written)")
+    p.add_argument("--max-minutes", type=float, default=0.0,
+                   help="stop after this many minutes of training, validated and saved like the end of an "
+                        "epoch (last.pt, best.pt); continue later with --resume. 0 = no limit (default)")
     return p
 
 
@@ -108,7 +111,7 @@ def _main(argv: list[str] | None) -> int:
     trainer = Trainer(model_cfg, train_cfg, work_dir, device=args.device, resume=resume, load_from=args.load_from,
                       backbone_weights=args.backbone_weights, progress=not args.no_progress,
                       mark_pretrained="pretrained_backbone" not in parse_set(args.set))
-    metrics = trainer.train()
+    metrics = trainer.train(max_minutes=args.max_minutes)
     minutes = (time.perf_counter() - start) / 60
     if trainer.dist.main:
         shown = (f"val mean OKS {metrics['mean_oks']:.3f}, recall@OKS0.5 {metrics['recall_oks50']:.3f}"

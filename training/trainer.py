@@ -34,7 +34,7 @@ from training.diagnosis import Diagnoser, DiagnosisConfig
 from training.evaluate import evaluate
 from training.sequence import TrainStep
 from training.synth import SynthConfig
-from training.tracking import diagnostic_values
+from training.tracking import TrackRules, diagnostic_values
 
 
 @dataclass
@@ -61,6 +61,16 @@ def setup_distributed(device: str) -> tuple[Dist, torch.device]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
     return d, dev
+
+
+def build_criterion(model_cfg: ModelConfig, cfg: TrainConfig) -> SetCriterion:
+    """The criterion and track rules a training config describes."""
+    loss_cfg = LossConfig(loss_cls=cfg.loss_cls, loss_kpt=cfg.loss_kpt, loss_oks=cfg.loss_oks,
+                          cls_target=cfg.cls_target, rle_reduction=cfg.rle_reduction,
+                          sigma_relative=model_cfg.sigma_relative)
+    rules = TrackRules(assignment=cfg.track_assignment, bonus=cfg.track_bonus, keep_thr=cfg.track_keep_thr,
+                       max_lost=cfg.track_max_lost, drop=cfg.track_drop, fp=cfg.track_fp, reset=cfg.track_reset)
+    return SetCriterion(torch.tensor(get_layout(model_cfg.layout).sigmas), model_cfg.decoder_layers, loss_cfg, rules)
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -121,12 +131,8 @@ class Trainer:
         model = build_model(model_cfg)
         if backbone_weights:
             model.backbone.load_pretrained(backbone_weights)
-        loss_cfg = LossConfig(loss_cls=cfg.loss_cls, loss_kpt=cfg.loss_kpt, loss_oks=cfg.loss_oks,
-                              cls_target=cfg.cls_target, track_assignment=cfg.track_assignment,
-                              track_bonus=cfg.track_bonus)
-        criterion = SetCriterion(torch.tensor(self.layout.sigmas), model_cfg.decoder_layers, loss_cfg)
-        self.step_module = TrainStep(model, criterion, cfg.grad_frames, cfg.track_score_thr, cfg.max_track_queries,
-                                     cfg.track_drop, cfg.track_fp).to(self.device)
+        criterion = build_criterion(model_cfg, cfg)
+        self.step_module = TrainStep(model, criterion, cfg.grad_frames, cfg.track_feed).to(self.device)
         groups = param_groups(model, cfg.lr, cfg.weight_decay, cfg.low_lr_factor,
                               pretrained_backbone=cfg.pretrained_backbone)
         groups[0]["params"] += list(criterion.parameters())
@@ -271,7 +277,8 @@ class Trainer:
         micro_end = self.cfg.total_steps * self.cfg.accumulate
         sampler = StepSampler(self.cfg.batch_size, micro_start, micro_end, self.dist.rank, self.dist.world)
         return DataLoader(self.train_set, batch_size=self.cfg.batch_size, sampler=sampler, collate_fn=collate,
-                          num_workers=self.cfg.workers, persistent_workers=False,
+                          num_workers=self.cfg.workers, persistent_workers=self.cfg.workers > 0,
+                          pin_memory=self.device.type == "cuda",
                           prefetch_factor=4 if self.cfg.workers else None)
 
     def _set_lr(self) -> float:
@@ -282,13 +289,15 @@ class Trainer:
 
     def _forward(self, batch: dict) -> tuple[dict, dict]:
         images = batch["images"].to(self.device, non_blocking=True)
-        targets = [[t.to(self.device) for t in frame] for frame in batch["targets"]]
+        targets = [t.to(self.device, non_blocking=True) for t in batch["targets"]]
         amp = self.cfg.amp and self.device.type == "cuda"
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             return self.ddp(images, targets, batch["index"])
 
-    def train(self) -> dict:
-        """Run to the configured number of steps; returns the last validation metrics."""
+    def train(self, max_minutes: float = 0.0) -> dict:
+        """Run to the configured number of steps (or until ``max_minutes`` have passed: then
+        validate and save as at an epoch's end); returns the last validation metrics."""
+        deadline = time.perf_counter() + 60 * max_minutes if max_minutes > 0 else float("inf")
         self.work_dir.mkdir(parents=True, exist_ok=True)
         if self.dist.main:
             (self.work_dir / "config.json").write_text(json.dumps(
@@ -313,8 +322,8 @@ class Trainer:
             with ctx:
                 losses, diag = self._forward(batch)
                 (losses["loss"] / cfg.accumulate).backward()
-            for k, v in losses.items():
-                sums[k] += float(v.detach())
+            for k, v in losses.items():  # device tensors: read once per log interval, not per step
+                sums[k] += v.detach()
             for k, v in diag.items():
                 diag_sums[k] += v
             sums["data_time"] += data_time
@@ -323,8 +332,10 @@ class Trainer:
                 t_data = time.perf_counter()
                 continue
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad if cfg.clip_grad > 0 else 1e12))
-            if not (math.isfinite(grad_norm) and math.isfinite(float(losses["loss"].detach()))):
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad if cfg.clip_grad > 0 else 1e12)
+            # The one host sync of a step: a non-finite loss makes a non-finite gradient norm.
+            grad_norm = float(norm)
+            if not math.isfinite(grad_norm):
                 bad += 1
                 self.optimizer.zero_grad(set_to_none=True)
                 tqdm.write(f"warning: non-finite loss or gradient at step {self.step + 1}; step skipped "
@@ -361,6 +372,11 @@ class Trainer:
                 metrics = self.validate()
                 self.save("last.pt")
                 self._save_epoch(self.step // cfg.iters_per_epoch)
+            elif time.perf_counter() > deadline:
+                tqdm.write(f"time limit of {max_minutes:g} min reached at step {self.step}")
+                metrics = self.validate()
+                self.save("last.pt")
+                break
             t_data = time.perf_counter()
         bar.close()
         if self.tb is not None:
@@ -375,9 +391,9 @@ class Trainer:
         micro = count * self.cfg.accumulate
         record = {"mode": "train", "epoch": epoch, "iter": it, "lr": lr}
         keys = sorted((k for k in sums if k not in ("grad_norm", "data_time", "loss")), key=log_key_order)
-        record.update({k: sums[k] / micro for k in keys})
+        record.update({k: float(sums[k]) / micro for k in keys})
         record.update(diagnostic_values(diag_sums))
-        record["loss"] = sums["loss"] / micro
+        record["loss"] = float(sums["loss"]) / micro
         record["grad_norm"] = sums["grad_norm"] / count
         record["memory"] = round(peak_memory_mb(self.device))
         record["time"] = secs

@@ -14,7 +14,25 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def ms_deform_attn(values: list[torch.Tensor], locations: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def sine_embedding(points: torch.Tensor, d: int) -> torch.Tensor:
+    """[..., 2] normalised points -> [..., d] 2-D sine position embedding (DETR)."""
+    freq = 10000 ** (2 * torch.arange(d // 4, device=points.device, dtype=points.dtype) / (d // 2))
+    arg = points[..., None] * (2 * math.pi) / freq  # [..., 2, d/4]
+    return torch.cat([arg.sin(), arg.cos()], -1).flatten(-2)  # [..., d]
+
+
+def cell_shift(shape: tuple[int, int], image_size: tuple[int, int] | None) -> tuple[float, float]:
+    """Normalised (x, y) offset from where a grid of ``shape`` (h, w) cells has its centres,
+    ``(j + 0.5) / w``, to where stride-2, pad-1 convolutions put them: input pixel ``s * j``
+    (at stride ``s``), i.e. ``(s * j + 0.5) / W``. Zero when ``image_size`` (H, W) is None."""
+    if image_size is None:
+        return 0.0, 0.0
+    (h, w), (big_h, big_w) = shape, image_size
+    return 0.5 / w - 0.5 / big_w, 0.5 / h - 0.5 / big_h
+
+
+def ms_deform_attn(values: list[torch.Tensor], locations: torch.Tensor, weights: torch.Tensor,
+                   image_size: tuple[int, int] | None = None) -> torch.Tensor:
     """Sample and mix multi-level features.
 
     Args:
@@ -22,6 +40,8 @@ def ms_deform_attn(values: list[torch.Tensor], locations: torch.Tensor, weights:
         locations: [B, Q, M, L, P, 2] sampling points, normalised (0, 0) top-left to (1, 1)
             bottom-right of the image.
         weights: [B, Q, M, L, P] attention weights (already normalised).
+        image_size: (H, W) of the input image: cells are then taken to be centred where the
+            backbone's strided convolutions centre them (see :func:`cell_shift`).
 
     Returns:
         [B, Q, M * Dh].
@@ -31,9 +51,12 @@ def ms_deform_attn(values: list[torch.Tensor], locations: torch.Tensor, weights:
     w = weights.permute(0, 2, 1, 3, 4).flatten(0, 1)  # [B*M, Q, L, P]
     out = None
     for level, value in enumerate(values):
+        grid = grids[:, :, level]
+        sx, sy = cell_shift(tuple(value.shape[-2:]), image_size)
+        if sx or sy:
+            grid = grid + grid.new_tensor([2 * sx, 2 * sy])
         # grid_sample: [B*M, Dh, H, W] x [B*M, Q, P, 2] -> [B*M, Dh, Q, P]
-        sampled = F.grid_sample(value, grids[:, :, level], mode="bilinear", padding_mode="zeros",
-                                align_corners=False)
+        sampled = F.grid_sample(value, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         term = (sampled * w[:, None, :, level]).sum(-1)  # [B*M, Dh, Q]
         out = term if out is None else out + term
     dh = values[0].shape[1]
@@ -102,9 +125,11 @@ def _reset_projections(attn: nn.Module) -> None:
 class DeformableSelfAttention(nn.Module):
     """Encoder attention: each token samples P points per head and level around itself."""
 
-    def __init__(self, d_model: int, heads: int, levels: int, points: int):
+    def __init__(self, d_model: int, heads: int, levels: int, points: int,
+                 image_size: tuple[int, int] | None = None):
         super().__init__()
         self.heads, self.levels, self.points = heads, levels, points
+        self.image_size = image_size
         self.sampling_offsets = nn.Linear(d_model, heads * levels * points * 2)
         self.attention_weights = nn.Linear(d_model, heads * levels * points)
         self.value_proj = nn.Linear(d_model, d_model)
@@ -132,7 +157,7 @@ class DeformableSelfAttention(nn.Module):
         locations = reference[:, :, None, None, None, :] + offsets / sizes[None, None, None, :, None, :]
         weights = self.attention_weights(query).view(b, s, m, lv * p).softmax(-1).view(b, s, m, lv, p)
         values = split_heads(self.value_proj(value), shapes, m)
-        return self.output_proj(ms_deform_attn(values, locations, weights))
+        return self.output_proj(ms_deform_attn(values, locations, weights, self.image_size))
 
 
 class WindowDeformableAttention(nn.Module):
@@ -143,9 +168,11 @@ class WindowDeformableAttention(nn.Module):
     query's box size; one softmax runs over all points of all frames and levels.
     """
 
-    def __init__(self, d_model: int, heads: int, levels: int, frames: int, anchors: int, points: int):
+    def __init__(self, d_model: int, heads: int, levels: int, frames: int, anchors: int, points: int,
+                 image_size: tuple[int, int] | None = None):
         super().__init__()
         self.heads, self.levels, self.frames, self.anchors, self.points = heads, levels, frames, anchors, points
+        self.image_size = image_size
         n = heads * frames * levels * anchors * points
         self.sampling_offsets = nn.Linear(d_model, n * 2)
         self.attention_weights = nn.Linear(d_model, n)
@@ -178,4 +205,5 @@ class WindowDeformableAttention(nn.Module):
         locations = locations.reshape(b, n, m, f * lv, a * p, 2)
         weights = self.attention_weights(query).view(b, n, m, f * lv * a * p).softmax(-1)
         heads = [v for value in values for v in split_heads(self.value_proj(value), shapes, m)]
-        return self.output_proj(ms_deform_attn(heads, locations, weights.view(b, n, m, f * lv, a * p)))
+        return self.output_proj(ms_deform_attn(heads, locations, weights.view(b, n, m, f * lv, a * p),
+                                               self.image_size))

@@ -47,6 +47,10 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if state.get("version", 0) > VERSION:
         raise PavenetError(f"{path}: checkpoint version {state['version']} is newer than this PAVENet "
                            f"({VERSION}); upgrade pavenet")
+    if isinstance(state.get("model"), dict):
+        # Older models had per-frame window heads that were never trained (their output was
+        # always exactly zero): dropping them loads those checkpoints unchanged.
+        state["model"] = {k: v for k, v in state["model"].items() if not k.startswith("decoder.window_heads.")}
     return state
 
 

@@ -46,6 +46,14 @@ class ModelConfig:
         track_reanchor: track queries first look at the current frame around their last pose and
             move their reference before the first decoder layer.
         dropout: dropout in attention and feed-forward blocks.
+        pose_embed: how a query's reference pose becomes its position embedding: ``sine`` (a sine
+            embedding of every keypoint's coordinates, then an MLP, as DAB-DETR embeds boxes) or
+            ``mlp`` (an MLP on the raw coordinates; the first shipped model).
+        sigma_relative: RLE sigmas are relative to the person's size (as in mmpose's top-down
+            crops), so keypoint scores mean the same for small and large people; ``false`` keeps
+            sigmas in whole-image units (the first shipped model).
+        align_centres: feature cells are centred where the stride-2 convolutions centre them
+            (pixel ``s * j`` at stride ``s``) rather than at ``(j + 0.5) * s``.
     """
 
     name: str = "pavenet-t"
@@ -70,6 +78,9 @@ class ModelConfig:
     refine_points: int = 2
     track_reanchor: bool = True
     dropout: float = 0.0
+    pose_embed: str = "sine"
+    sigma_relative: bool = True
+    align_centres: bool = True
 
     def __post_init__(self) -> None:
         problems = []
@@ -89,6 +100,8 @@ class ModelConfig:
             problems.append(f"window must be one of {', '.join(WINDOWS)}")
         if self.refine_layers < 0:
             problems.append("refine_layers must be >= 0")
+        if self.pose_embed not in ("sine", "mlp"):
+            problems.append("pose_embed must be 'sine' or 'mlp'")
         if problems:
             raise PavenetError(f"invalid model config {self.name!r}: " + "; ".join(problems))
         get_layout(self.layout)
@@ -111,12 +124,19 @@ class ModelConfig:
         """Tokens of the encoded levels (each one proposes a person)."""
         return sum((self.input_width // s) * (self.input_height // s) for s in self.strides[-self.encoder_levels:])
 
+    @property
+    def aligned_size(self) -> tuple[int, int] | None:
+        """(H, W) of the input when feature cells are aligned to the convolutions' centres
+        (``align_centres``), else None (the attention modules' ``image_size``)."""
+        return (self.input_height, self.input_width) if self.align_centres else None
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        return cls().override(**data)
+        """A stored config; keys it predates take the values the model it describes was built with."""
+        return cls().override(**{**LEGACY, **data})
 
     def override(self, **changes) -> ModelConfig:
         """A copy with ``changes``; unknown keys and wrong types are errors."""
@@ -148,6 +168,9 @@ def coerce_value(key: str, value, kind: type):
         raise PavenetError(f"{key}: expected {kind.__name__}, got {type(value).__name__}")
     return value
 
+
+# Fields added after the first shipped model, with the behaviour that model had.
+LEGACY = {"pose_embed": "mlp", "sigma_relative": False, "align_centres": False}
 
 PRESETS: dict[str, ModelConfig] = {
     "pavenet-t": ModelConfig(),

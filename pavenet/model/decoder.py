@@ -2,8 +2,9 @@
 
 Each query carries a reference pose for every window frame ([B, N, F, K, 2]); the cross-attention
 samples each frame at that frame's pose of the person (PAVE-Net), and every layer predicts the
-person's score, its current-frame pose (with RLE sigmas) and, with one head per other frame
-offset, its pose in the other window frames.
+person's score and its current-frame pose (with RLE sigmas). A track query's pose in the other
+window frames is its known pose there (the previous frame's, fed back); a detect query has none,
+so it looks at the other frames where it now places the person.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import torch
 from torch import nn
 
-from pavenet.model.attention import FeedForward, MultiHeadAttention, WindowDeformableAttention
+from pavenet.model.attention import FeedForward, MultiHeadAttention, WindowDeformableAttention, sine_embedding
 from pavenet.model.config import ModelConfig
 
 SCORE_PRIOR = 0.01  # initial person probability of every query (focal-loss prior)
@@ -51,6 +52,22 @@ def zero_last(mlp: MLP) -> MLP:
     return mlp
 
 
+class PoseEmbedding(MLP):
+    """A pose [..., K, 2] -> a position embedding [..., D]: ``sine`` embeds every keypoint's
+    coordinates (DETR's sine, 16 channels per coordinate) before an MLP; ``mlp`` feeds the raw
+    coordinates to the MLP."""
+
+    CHANNELS = 32  # sine channels per keypoint (x and y)
+
+    def __init__(self, kind: str, k: int, d: int):
+        super().__init__(k * (self.CHANNELS if kind == "sine" else 2), d, d)
+        self.sine = kind == "sine"
+
+    def forward(self, keypoints: torch.Tensor) -> torch.Tensor:
+        x = sine_embedding(keypoints, self.CHANNELS) if self.sine else keypoints
+        return super().forward(x.flatten(-2))
+
+
 class PoseHead(nn.Module):
     """Score logit, keypoint refinement (in logit space) and RLE sigma for each query."""
 
@@ -63,7 +80,10 @@ class PoseHead(nn.Module):
         nn.init.constant_(self.score.bias, -math.log((1 - SCORE_PRIOR) / SCORE_PRIOR))
 
     def forward(self, x: torch.Tensor, reference: torch.Tensor):
-        """x [B, N, D], reference [B, N, K, 2] -> (score [B, N], keypoints [B, N, K, 2], sigma [B, N, K, 2])."""
+        """x [B, N, D], reference [B, N, K, 2] -> (score [B, N], keypoints [B, N, K, 2], sigma [B, N, K, 2]).
+
+        ``sigma`` in (0, 1) is the RLE scale: relative to the person's size when the model's
+        ``sigma_relative`` is on, else in normalised image units."""
         shape = (*x.shape[:-1], self.k, 2)
         keypoints = torch.sigmoid(inverse_sigmoid(reference) + self.delta(x).view(shape))
         return self.score(x).squeeze(-1), keypoints, torch.sigmoid(self.sigma(x)).view(shape)
@@ -76,7 +96,7 @@ class DecoderLayer(nn.Module):
         self.self_attn = MultiHeadAttention(d, cfg.num_heads, cfg.dropout)
         self.norm1 = nn.LayerNorm(d)
         self.cross_attn = WindowDeformableAttention(d, cfg.num_heads, cfg.num_levels, frames, cfg.num_keypoints,
-                                                    cfg.decoder_points)
+                                                    cfg.decoder_points, cfg.aligned_size)
         self.norm2 = nn.LayerNorm(d)
         self.ffn = FeedForward(d, cfg.ffn_dim, cfg.dropout)
 
@@ -90,52 +110,46 @@ class DecoderLayer(nn.Module):
 
 
 class PoseDecoder(nn.Module):
-    """``decoder_layers`` layers with a pose head each and a window head per other frame offset."""
+    """``decoder_layers`` layers with a pose head each."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         d, k = cfg.d_model, cfg.num_keypoints
         frames = len(cfg.window_offsets)
         self.current = cfg.window_offsets.index(0)
-        self.pose_embed = MLP(k * 2, d, d)
+        self.pose_embed = PoseEmbedding(cfg.pose_embed, k, d)
         self.layers = nn.ModuleList(DecoderLayer(cfg, frames) for _ in range(cfg.decoder_layers))
         self.heads = nn.ModuleList(PoseHead(d, k) for _ in range(cfg.decoder_layers))
-        self.window_heads = nn.ModuleList(
-            nn.ModuleList(zero_last(MLP(d, d, k * 2)) for _ in range(frames - 1)) for _ in range(cfg.decoder_layers))
 
     def forward(self, query: torch.Tensor, window_ref: torch.Tensor, values: list[torch.Tensor],
-                shapes: list[tuple[int, int]], mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                shapes: list[tuple[int, int]], mask: torch.Tensor | None = None,
+                n_tracks: int = 0) -> dict[str, torch.Tensor]:
         """Decode.
 
         Args:
-            query: [B, N, D] track queries followed by detect queries.
-            window_ref: [B, N, F, K, 2] reference pose of each query in each window frame.
+            query: [B, N + Q, D] N track queries followed by Q detect queries.
+            window_ref: [B, N + Q, F, K, 2] reference pose of each query in each window frame.
             values: F tensors [B, S, D] (tokens of each window frame).
-            mask: [B, N] bool, False for padding rows (training batches of unequal track counts).
+            mask: [B, N + Q] bool, False for padding rows (training batches of unequal track counts).
+            n_tracks: N; their poses in the other window frames stay as given.
 
         Returns:
-            ``scores`` [L, B, N], ``keypoints``/``sigmas`` [L, B, N, K, 2] (current frame),
-            ``window_keypoints`` [B, N, F, K, 2] and ``hidden`` [B, N, D] of the last layer.
+            ``scores`` [L, B, N + Q], ``keypoints``/``sigmas`` [L, B, N + Q, K, 2] (current frame),
+            ``window_keypoints`` [B, N + Q, F, K, 2] and ``hidden`` [B, N + Q, D] of the last layer.
         """
         scores, keypoints, sigmas = [], [], []
         c = self.current
-        for layer, head, wheads in zip(self.layers, self.heads, self.window_heads):
+        is_track = (torch.arange(query.shape[1], device=query.device) < n_tracks).view(1, -1, 1, 1)
+        for layer, head in zip(self.layers, self.heads):
             ref = window_ref[:, :, c]
-            pos = self.pose_embed(ref.flatten(2))
-            query = layer(query, pos, window_ref, pose_scale(ref), values, shapes, mask)
+            query = layer(query, self.pose_embed(ref), window_ref, pose_scale(ref), values, shapes, mask)
             s, kp, sg = head(query, ref)
             scores.append(s)
             keypoints.append(kp)
             sigmas.append(sg)
-            others = [f for f in range(window_ref.shape[2]) if f != c]
-            frames = []
-            for f in range(window_ref.shape[2]):
-                if f == c:
-                    frames.append(kp)
-                else:
-                    delta = wheads[others.index(f)](query).view(kp.shape)
-                    frames.append(torch.sigmoid(inverse_sigmoid(window_ref[:, :, f]) + delta))
-            window_ref = torch.stack(frames, 2).detach()
+            now = kp.detach()
+            window_ref = torch.stack([now if f == c else torch.where(is_track, window_ref[:, :, f], now)
+                                      for f in range(window_ref.shape[2])], 2)
         return {"scores": torch.stack(scores), "keypoints": torch.stack(keypoints), "sigmas": torch.stack(sigmas),
                 "window_keypoints": window_ref, "hidden": query}
 
@@ -148,15 +162,16 @@ class TrackReanchor(nn.Module):
         super().__init__()
         d, k = cfg.d_model, cfg.num_keypoints
         self.k = k
-        self.pose_embed = MLP(k * 2, d, d)
-        self.cross_attn = WindowDeformableAttention(d, cfg.num_heads, cfg.num_levels, 1, k, cfg.decoder_points)
+        self.pose_embed = PoseEmbedding(cfg.pose_embed, k, d)
+        self.cross_attn = WindowDeformableAttention(d, cfg.num_heads, cfg.num_levels, 1, k, cfg.decoder_points,
+                                                    cfg.aligned_size)
         self.norm = nn.LayerNorm(d)
         self.ffn = FeedForward(d, cfg.ffn_dim, cfg.dropout)
         self.delta = zero_last(MLP(d, d, k * 2))
 
     def forward(self, query: torch.Tensor, keypoints: torch.Tensor, value: torch.Tensor, shapes):
         """query [B, N, D], keypoints [B, N, K, 2], value [B, S, D] -> (query, keypoints) updated."""
-        pos = self.pose_embed(keypoints.flatten(2))
+        pos = self.pose_embed(keypoints)
         attn = self.cross_attn(query + pos, keypoints[:, :, None], pose_scale(keypoints), [value], shapes)
         query = self.ffn(self.norm(query + attn))
         moved = torch.sigmoid(inverse_sigmoid(keypoints) + self.delta(query).view(keypoints.shape))

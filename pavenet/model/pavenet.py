@@ -24,12 +24,10 @@ image, so pixel x = kx * width - 0.5 in OpenCV's pixel-centre convention.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from pavenet.model.attention import DeformableSelfAttention, FeedForward
+from pavenet.model.attention import DeformableSelfAttention, FeedForward, cell_shift, sine_embedding
 from pavenet.model.backbone import build_backbone
 from pavenet.model.config import ModelConfig
 from pavenet.model.decoder import PoseDecoder, PoseHead, TrackReanchor
@@ -37,30 +35,25 @@ from pavenet.model.refine import KeypointRefiner
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)  # RGB, 0-255
 IMAGENET_STD = (58.395, 57.12, 57.375)
-def sine_embedding(h: int, w: int, d: int, device=None) -> torch.Tensor:
-    """[h*w, d] 2-D sine position embedding of cell centres (DETR)."""
-    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
-                            torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
-    pos = torch.stack([(xs.flatten() + 0.5) / w, (ys.flatten() + 0.5) / h], -1) * 2 * math.pi
-    freq = 10000 ** (2 * torch.arange(d // 4, device=device) / (d // 2))
-    arg = pos[:, :, None] / freq  # [hw, 2, d/4]
-    return torch.cat([arg.sin(), arg.cos()], -1).flatten(1)  # [hw, d]
-
-
-def cell_centres(shapes: list[tuple[int, int]], device=None) -> torch.Tensor:
-    """[S, 2] normalised centres of all cells of the given (h, w) grids, level after level."""
+def cell_centres(shapes: list[tuple[int, int]], device=None,
+                 image_size: tuple[int, int] | None = None) -> torch.Tensor:
+    """[S, 2] normalised centres of all cells of the given (h, w) grids, level after level:
+    ``(j + 0.5) / w``, shifted to the strided convolutions' centres when ``image_size`` (H, W) is
+    given (see :func:`pavenet.model.attention.cell_shift`)."""
     out = []
     for h, w in shapes:
         ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
                                 torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
-        out.append(torch.stack([(xs.flatten() + 0.5) / w, (ys.flatten() + 0.5) / h], -1))
+        sx, sy = cell_shift((h, w), image_size)
+        out.append(torch.stack([(xs.flatten() + 0.5) / w - sx, (ys.flatten() + 0.5) / h - sy], -1))
     return torch.cat(out)
 
 
 class EncoderLayer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.attn = DeformableSelfAttention(cfg.d_model, cfg.num_heads, cfg.encoder_levels, cfg.encoder_points)
+        self.attn = DeformableSelfAttention(cfg.d_model, cfg.num_heads, cfg.encoder_levels, cfg.encoder_points,
+                                            cfg.aligned_size)
         self.norm = nn.LayerNorm(cfg.d_model)
         self.ffn = FeedForward(cfg.d_model, cfg.ffn_dim, cfg.dropout)
 
@@ -113,8 +106,9 @@ class PAVENet(nn.Module):
         e = self.cfg.encoder_levels
         shapes = self.level_shapes[-e:]
         src = torch.cat([m.flatten(2).transpose(1, 2) for m in maps[-e:]], 1)  # [B, S, D]
-        pos = torch.cat([sine_embedding(h, w, self.cfg.d_model, src.device) for h, w in shapes])[None]
-        reference = cell_centres(shapes, src.device)[None].expand(src.shape[0], -1, -1)
+        centres = cell_centres(shapes, src.device, self.cfg.aligned_size)
+        pos = sine_embedding(centres, self.cfg.d_model)[None]
+        reference = centres[None].expand(src.shape[0], -1, -1)
         for layer in self.encoder:
             src = layer(src, pos, reference, shapes)
         fine = [m.flatten(2).transpose(1, 2) for m in maps[:-e]]
@@ -137,7 +131,7 @@ class PAVENet(nn.Module):
         shapes = self.level_shapes
         enc_shapes = shapes[-self.cfg.encoder_levels:]
         memory = tokens[:, -self.cfg.num_proposal_tokens:]
-        anchors = cell_centres(enc_shapes, tokens.device)[None, :, None, :].expand(b, -1, k, -1)
+        anchors = cell_centres(enc_shapes, tokens.device, self.cfg.aligned_size)[None, :, None, :].expand(b, -1, k, -1)
         enc_feat = self.enc_output(memory)
         enc_scores, enc_kpts, enc_sigmas = self.enc_head(enc_feat, anchors)
         top = enc_scores.topk(self.cfg.num_queries, dim=1).indices  # [B, Q]
@@ -158,7 +152,8 @@ class PAVENet(nn.Module):
         mask = None
         if track_mask is not None:
             mask = torch.cat([track_mask, track_mask.new_ones(b, self.cfg.num_queries)], 1)
-        out = self.decoder(query, window_ref, window, shapes, mask)
+        n_tracks = 0 if track_queries is None else track_queries.shape[1]
+        out = self.decoder(query, window_ref, window, shapes, mask, n_tracks)
         out.update(enc_scores=enc_scores, enc_keypoints=enc_kpts, enc_sigmas=enc_sigmas)
         return out
 

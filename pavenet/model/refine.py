@@ -23,7 +23,8 @@ class RefineLayer(nn.Module):
         d = cfg.d_model
         self.self_attn = MultiHeadAttention(d, cfg.num_heads, cfg.dropout)
         self.norm1 = nn.LayerNorm(d)
-        self.cross_attn = WindowDeformableAttention(d, cfg.num_heads, cfg.num_levels, frames, 1, cfg.refine_points)
+        self.cross_attn = WindowDeformableAttention(d, cfg.num_heads, cfg.num_levels, frames, 1, cfg.refine_points,
+                                                    cfg.aligned_size)
         self.norm2 = nn.LayerNorm(d)
         self.ffn = FeedForward(d, cfg.ffn_dim, cfg.dropout)
         self.delta = nn.Linear(d, 2)

@@ -12,7 +12,7 @@ Inputs:
 Outputs (rows 0..N-1 answer the N track queries in order, then the detect queries):
     scores           [1, N + Q] person probability.
     keypoints        [1, N + Q, K, 2] normalised (0, 0) top-left to (1, 1) bottom-right of the input.
-    keypoint_scores  [1, N + Q, K] confidence of each keypoint (1 - mean RLE sigma, scaled).
+    keypoint_scores  [1, N + Q, K] confidence of each keypoint (1 - mean RLE sigma).
     hidden           [1, N + Q, D] next step's track queries.
     tokens           [1, S, D] next step's ``prev_tokens``.
 
@@ -25,10 +25,6 @@ import torch
 from torch import nn
 
 from pavenet.model.pavenet import PAVENet
-
-INPUT_NAMES = ["image", "track_queries", "track_keypoints", "prev_tokens", "prev_valid"]
-OUTPUT_NAMES = ["scores", "keypoints", "keypoint_scores", "hidden", "tokens"]
-SIGMA_SCALE = 1.0  # keypoint_score = clamp(1 - SIGMA_SCALE * mean sigma, 0, 1), as mmpose scores RLE keypoints
 
 
 class StreamingStep(nn.Module):
@@ -54,5 +50,5 @@ class StreamingStep(nn.Module):
         if self.model.refiner is not None:
             refined, refined_sig = self.model.refine(out["hidden"], out["window_keypoints"], window)
             kps, sig = refined[-1], refined_sig[-1]
-        kpt_scores = (1 - SIGMA_SCALE * sig.mean(-1)).clamp(0, 1)
+        kpt_scores = (1 - sig.mean(-1)).clamp(0, 1)  # as mmpose scores RLE keypoints
         return out["scores"][-1].sigmoid(), kps, kpt_scores, out["hidden"], tokens

@@ -36,6 +36,10 @@ class SynthConfig:
         clutter: amount of background clutter and distractor shapes.
         warmup_frames: maximum number of simulated frames before the first rendered one, so
             short clips start from varied states.
+        min_labelled_height: people shorter than this fraction of the frame height are not
+            labelled; their box becomes an ignore region (as PoseTrack leaves small people).
+        min_labelled_visible: people with fewer visible keypoints than this (crowded, occluded or
+            mostly out of view) are not labelled either; their box becomes an ignore region.
     """
 
     width: int = 320
@@ -58,6 +62,8 @@ class SynthConfig:
     noise: float = 6.0
     clutter: float = 1.0
     warmup_frames: int = 60
+    min_labelled_height: float = 0.1
+    min_labelled_visible: int = 3
 
     def __post_init__(self) -> None:
         problems = []

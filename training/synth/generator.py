@@ -119,10 +119,15 @@ def _render_frame(scene: _Scene, t: int) -> tuple[Frame, np.ndarray]:
             occ.draw(img, label, frac, affine)
     img = scene.effects.apply(img, t)
 
-    kpts, bxs, ids, heads = [], [], [], []
+    kpts, bxs, ids, heads, ignore = [], [], [], [], []
     for i in sorted(on_screen):
         vis = keypoint_visibility(label, i, views[i])
         if not vis.any():
+            continue
+        tall = float(scene.bodies.height[i]) * views[i].px_per_m
+        if tall < cfg.min_labelled_height * h or (vis == 2).sum() < cfg.min_labelled_visible:
+            x1, y1, x2, y2 = boxes[i]
+            ignore.append(np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]], np.float32))
             continue
         xy = np.where(vis[:, None] > 0, views[i].joints[:17], 0)
         kpts.append(np.concatenate([xy, vis[:, None]], 1))
@@ -135,6 +140,7 @@ def _render_frame(scene: _Scene, t: int) -> tuple[Frame, np.ndarray]:
         boxes=np.array(bxs, np.float32).reshape(-1, 4),
         track_ids=np.array(ids, np.int64),
         head_boxes=np.array(heads, np.float32).reshape(-1, 4),
+        ignore_regions=ignore,
     )
     return frame, label
 
