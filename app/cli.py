@@ -41,10 +41,8 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_upload_mb <= 0 or args.max_seconds <= 0 or args.concurrency < 1:
         raise PavenetError("--max-upload-mb and --max-seconds must be positive, --concurrency >= 1")
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        raise PavenetError("the app needs Gradio: pip install 'pavenet[app]'") from None
+    import gradio  # noqa: F401  (missing: run_cli names the extra that installs it)
+
     from app.demo import Limits, SharedModel
     from app.ui import build_app, example_videos
 

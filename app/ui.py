@@ -11,6 +11,7 @@ from pathlib import Path
 import gradio as gr
 
 from app.demo import Limits, Settings, SharedModel, WebcamSession, track_video
+from pavenet.draw import people_count
 from pavenet.errors import PavenetError
 
 TITLE = "PAVENet: multi-person pose tracking"
@@ -83,7 +84,8 @@ def build_app(model: SharedModel, limits: Limits | None = None, examples: list[s
         if result is None:  # arrived while the previous frame was being processed: dropped
             return gr.skip(), session, gr.skip()
         image, poses = result
-        return image, session, f"**{session.fps:.1f} FPS** · {len(poses)} people · {session.dropped} frames dropped"
+        status = f"**{session.fps:.1f} FPS** · {people_count(len(poses))} · {session.dropped} frames dropped"
+        return image, session, status
 
     def webcam_reset(session):
         if session is not None:
@@ -142,8 +144,8 @@ def example_videos(folder: Path, count: int = 1, frames: int = 90) -> list[str]:
     """Generate the bundled synthetic example(s) once into ``folder`` (needs the training package's
     generator; returns [] when it is not installed)."""
     try:
-        from training.synth import SynthConfig, generate_clip
-        from training.synth.config import suite_config
+        from pavenet.synth import SynthConfig, generate_clip
+        from pavenet.synth.config import suite_config
     except ImportError:
         return []
     from pavenet.video import VideoWriter

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from pavenet.backends import OnnxBackend
+from pavenet.synth import SynthConfig, generate_clip, suite_config
 from pavenet.tracker import Tracker
 from pavenet.video import VideoWriter
-from training.synth import SynthConfig, generate_clip, suite_config
 
 
 def _feeds(info, n: int) -> dict:

@@ -23,12 +23,12 @@ def measure(config: str, batch: int, seq: int, grad: int, device: str) -> dict:
     from pavenet.layouts import get_layout
     from pavenet.model.config import preset
     from pavenet.model.pavenet import build_model
-    from training.augment import AugmentConfig
-    from training.criterion import SetCriterion
-    from training.data import ClipDataset, SyntheticSource, collate
-    from training.sequence import TrainStep
-    from training.synth import SynthConfig
-    from training.trainer import peak_memory_mb
+    from pavenet.synth import SynthConfig
+    from training.data.augment import AugmentConfig
+    from training.data.dataset import ClipDataset, SyntheticSource, collate
+    from training.loop.sequence import TrainStep
+    from training.loop.trainer import peak_memory_mb
+    from training.objective.criterion import SetCriterion
 
     cfg = preset(config)
     dev = torch.device(device)

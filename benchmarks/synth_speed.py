@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from training.synth import SynthConfig, generate_clip, suite_config
+from pavenet.synth import SynthConfig, generate_clip, suite_config
 
 
 def measure(cfg: SynthConfig, frames: int, seconds: float) -> tuple[float, float]:

@@ -21,12 +21,12 @@ from torch.profiler import ProfilerActivity, profile
 
 from pavenet.model.config import preset
 from pavenet.model.pavenet import build_model, param_groups
-from training.augment import AugmentConfig
+from pavenet.synth import SynthConfig
 from training.config import TrainConfig
-from training.data import ClipDataset, SyntheticSource, collate
-from training.sequence import TrainStep
-from training.synth import SynthConfig
-from training.trainer import build_criterion, peak_memory_mb
+from training.data.augment import AugmentConfig
+from training.data.dataset import ClipDataset, SyntheticSource, collate
+from training.loop.sequence import TrainStep
+from training.loop.trainer import build_criterion, peak_memory_mb
 
 SYNC_OPS = ("aten::_local_scalar_dense", "aten::item", "aten::nonzero")
 

@@ -12,7 +12,7 @@ from pavenet.contract import INPUTS, OUTPUTS
 from pavenet.model.pavenet import PAVENet
 from pavenet.model.step import StreamingStep
 from pavenet.preprocess import letterbox
-from training.synth import SynthConfig, generate_clip
+from pavenet.synth import SynthConfig, generate_clip
 
 
 def verify_onnx(model: PAVENet, onnx_path: str | Path, frames: int = 4, track_counts=(0, 1, 7),

@@ -95,6 +95,11 @@ def new_trails(length: int = 30) -> dict:
     return defaultdict(lambda: deque(maxlen=length))
 
 
+def people_count(n: int) -> str:
+    """``1 person``, ``3 people``."""
+    return f"{n} person" if n == 1 else f"{n} people"
+
+
 def annotate(frame: np.ndarray, poses, keypoint_thr: float = 0.3, trails: dict | None = None,
              fps: float | None = None) -> np.ndarray:
     """The annotated frame every front end shows: skeletons and IDs, optional trails (pass the same
@@ -103,6 +108,6 @@ def annotate(frame: np.ndarray, poses, keypoint_thr: float = 0.3, trails: dict |
     if trails is not None:
         out = draw_trails(out, poses, trails, keypoint_thr)
     if fps is not None:
-        cv2.putText(out, f"{fps:.1f} FPS  {len(poses)} people", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
+        cv2.putText(out, f"{fps:.1f} FPS  {people_count(len(poses))}", (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6,
                     (255, 255, 255), 2, cv2.LINE_AA)
     return out

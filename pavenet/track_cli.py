@@ -50,6 +50,19 @@ def _display_available() -> bool:
         return False
 
 
+def int_at_least(minimum: int):
+    """argparse type: an integer >= ``minimum`` (anything else is a usage error, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pavenet-track", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto = CUDA when ONNX Runtime can use it (default)")
     p.add_argument("--conf", type=float, help="score that starts a new track (default: the model's new_track_thr)")
     p.add_argument("--keep", type=float, help="score that keeps a track active (default: the model's keep_thr)")
-    p.add_argument("--max-lost", type=int, help="frames a lost track keeps its ID (default: the model's max_lost)")
+    p.add_argument("--max-lost", type=int_at_least(0),
+                   help="frames a lost track keeps its ID (default: the model's max_lost)")
     p.add_argument("--kpt-conf", type=float, default=0.3, help="keypoints below this score are not drawn (0.3)")
     p.add_argument("--imgsz", help="the model's input size is fixed in its export; re-export with "
                                    "pavenet-export --input-size to change it (this flag only checks it)")
@@ -69,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trails", action="store_true", help="draw each person's recent path")
     p.add_argument("--show", action="store_true", help="show a live window (turned off when there is no display)")
     p.add_argument("--no-video", action="store_true", help="write tracks.json and tracks.csv only")
-    p.add_argument("--max-frames", type=int, help="stop after this many frames")
-    p.add_argument("--start", type=int, default=0, help="skip this many frames first (files and folders)")
+    p.add_argument("--max-frames", type=int_at_least(1), help="stop after this many frames (>= 1; default: all)")
+    p.add_argument("--start", type=int_at_least(0), default=0, help="skip this many frames first (files and folders)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -79,19 +93,23 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     thresholds = {k: v for k, v in (("new_track_thr", args.conf), ("keep_thr", args.keep),
                                     ("max_lost", args.max_lost), ("keypoint_thr", args.kpt_conf)) if v is not None}
-    tracker = load_tracker(args.weights, args.device, args.smooth, **thresholds)
+    source = open_source(args.source, args.start)  # a missing input is reported before the model loads
+    try:
+        tracker = load_tracker(args.weights, args.device, args.smooth, **thresholds)
+    except BaseException:
+        source.close()
+        raise
     if args.imgsz and args.imgsz != "x".join(map(str, tracker.info.input_size)):
+        source.close()
         raise PavenetError(f"this model's input size is {tracker.info.input_size[0]}x{tracker.info.input_size[1]}; "
                            "re-export it with pavenet-export --input-size to change it")
-    source = open_source(args.source, args.start)
     tracker.fps = source.fps
     out_dir = Path(args.output or Path("runs") / "track" / source.name)
     outputs = TrackOutputs(out_dir, tracker.layout, source.fps, args.source, video=not args.no_video)
     show = args.show and _display_available()
     if args.show and not show:
         print("note: no display available; --show turned off", file=sys.stderr)
-    total = min(x for x in (source.frame_count, args.max_frames) if x) if (source.frame_count or args.max_frames) \
-        else None
+    total = min((x for x in (source.frame_count, args.max_frames) if x), default=None)
     bar = tqdm(total=total, unit="frame", desc="track", disable=args.quiet, dynamic_ncols=True)
     trails = new_trails()
     frames, model_time, seen, status = 0, 0.0, set(), 0
@@ -115,7 +133,7 @@ def _main(argv: list[str] | None) -> int:
                 cv2.imshow("pavenet", annotated)
                 if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                     break
-            if args.max_frames and frames >= args.max_frames:
+            if args.max_frames is not None and frames >= args.max_frames:
                 break
     except KeyboardInterrupt:
         status = 130

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from training.synth import SynthConfig, generate_clip
+from pavenet.synth import SynthConfig, generate_clip
 
 SMALL = SynthConfig(width=160, height=120, min_people=3, max_people=6)
 
@@ -35,8 +35,8 @@ def shipped_onnx():
 @pytest.fixture(scope="session")
 def crossing_video(tmp_path_factory):
     """A 40-frame synthetic video (WebM, plays in browsers) of people crossing, and its clip."""
+    from pavenet.synth.config import suite_config
     from pavenet.video import VideoWriter
-    from training.synth.config import suite_config
 
     clip = generate_clip(suite_config("crossing", SynthConfig(width=320, height=240)), "val", 0, 3, 40)
     path = tmp_path_factory.mktemp("video") / "crossing.webm"

@@ -2,11 +2,11 @@ import cv2
 import numpy as np
 import pytest
 
+from pavenet.clip import Clip, Frame
 from pavenet.geometry import similarity_matrix
 from pavenet.layouts import COCO17
-from training.augment import AugmentConfig, augment_clip, transform_clip
-from training.clip import Clip, Frame
-from training.coco import pseudo_clip
+from training.data.augment import AugmentConfig, augment_clip, transform_clip
+from training.data.coco import pseudo_clip
 
 
 def _dot_frame(points: np.ndarray, size=(200, 150)) -> Frame:

@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from pavenet.video import read_video
+from training.data.posetrack import read_posetrack
 from training.data_cli import main as data_main
-from training.posetrack import read_posetrack
 
 COMMANDS = ["pavenet-data", "pavenet-train", "pavenet-export", "pavenet-track", "pavenet-eval", "pavenet-app"]
 
@@ -50,3 +50,46 @@ def test_commands_are_installed(command):
     if command == "pavenet-data":
         result = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and "synth" in result.stdout and "show" in result.stdout
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "x"])
+def test_track_rejects_bad_max_frames(value, capsys):
+    from pavenet.track_cli import main as track_main
+
+    with pytest.raises(SystemExit) as exc:
+        track_main(["video.mp4", "--max-frames", value])
+    assert exc.value.code == 2
+    assert "--max-frames" in capsys.readouterr().err
+
+
+def test_track_reports_a_missing_input_before_the_model(tmp_path, capsys):
+    from pavenet.track_cli import main as track_main
+
+    code = track_main([str(tmp_path / "missing.mp4"), "--weights", str(tmp_path / "missing.onnx")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "missing.mp4" in err and "missing.onnx" not in err and len(err.splitlines()) == 1
+
+
+def test_missing_extra_is_one_line_with_the_install_hint():
+    """A command whose extra is not installed names the package and how to install it."""
+    code = BLOCK_EXTRAS + "from training.eval_cli import main\nsys.exit(main(['--data', 'synthetic:val']))\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install" in lines[0] and "[train]" in lines[0], result.stderr
+
+
+def test_people_count_is_singular_for_one():
+    from pavenet.draw import people_count
+
+    assert people_count(1) == "1 person" and people_count(0) == "0 people" and people_count(3) == "3 people"
+
+
+BLOCK_EXTRAS = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "motmetrics", "pycocotools", "gradio"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Block())
+"""

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pavenet.errors import DataError
-from training.coco import CocoKeypoints
+from training.data.coco import CocoKeypoints
 
 
 def _coco(tmp_path, anns):

@@ -1,11 +1,12 @@
 """The troubleshooting table as live rules, and pavenet-report on a real log."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from tests.test_train import _args
-from training.diagnosis import RULES, Diagnoser, DiagnosisConfig, diagnose_log
+from training.loop.diagnosis import RULES, Diagnoser, DiagnosisConfig, diagnose_log
 from training.report_cli import main as report_main
 from training.train_cli import main as train_main
 
@@ -60,6 +61,18 @@ def test_each_symptom_raises_exactly_its_diagnosis(rule):
     d = found[0]
     assert d.cause and d.fix and d.symptom
     assert d.expected == (rule == "trk_kpt_l1_high")  # the guide calls this one expected
+
+
+def test_single_frame_runs_skip_the_track_query_rules():
+    """Single-frame training (seq_length 1) has no track queries: n_trk_pos 0 is not a fault there."""
+    from training.config import TrainConfig
+
+    log = with_symptom({**SYMPTOMS["n_trk_pos_zero"], "n_trk": 0.0})
+    cfg = DiagnosisConfig.from_train_config(TrainConfig(seq_length=1, grad_frames=1))
+    assert not cfg.tracking
+    diag = Diagnoser(replace(cfg, memory_mb=20000.0))  # pavenet-train resolves memory_mb 0 to the device's
+    assert [d for r in log for d in diag.update((r["epoch"] - 1) * 1000 + r["iter"], r)] == []
+    assert DiagnosisConfig.from_train_config(TrainConfig()).tracking
 
 
 def test_rules_wait_for_warm_up_and_report_once():

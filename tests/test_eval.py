@@ -6,10 +6,10 @@ import numpy as np
 
 from pavenet.baseline import BaselineTracker
 from pavenet.contract import TrackerThresholds
+from pavenet.synth import SynthConfig, generate_clip
 from tests.test_export_tracker import FakeBackend, tiny_files  # noqa: F401  (fixture)
+from training.data.posetrack import write_posetrack21
 from training.eval_cli import main as eval_main
-from training.posetrack import write_posetrack21
-from training.synth import SynthConfig, generate_clip
 
 
 def test_eval_cli_tiny_suite_both_trackers(tiny_files, tmp_path, capsys):  # noqa: F811

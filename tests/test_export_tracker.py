@@ -14,12 +14,12 @@ from pavenet.errors import PavenetError
 from pavenet.layouts import COCO17
 from pavenet.model.checkpoint import save_checkpoint
 from pavenet.model.pavenet import build_model
+from pavenet.synth import SynthConfig, generate_clip
 from pavenet.track_cli import main as track_main
 from pavenet.tracker import Tracker
 from pavenet.video import VideoWriter, read_video
 from tests.test_model import TINY
 from tests.test_packaging import BLOCK_TORCH
-from training.synth import SynthConfig, generate_clip
 
 
 @pytest.fixture(scope="session")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.losses import RealNVP, oks, rle_loss, sigmoid_focal_loss
-from training.matcher import HungarianMatcher, TargetBatch, Targets, assign, match_all
+from training.objective.losses import RealNVP, oks, rle_loss, sigmoid_focal_loss
+from training.objective.matcher import HungarianMatcher, TargetBatch, Targets, assign, match_all
 
 
 def test_focal_loss_matches_formula():

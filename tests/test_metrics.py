@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from pavenet.clip import Frame
 from pavenet.layouts import COCO17
-from training.clip import Frame
-from training.metrics import PredFrame, coco_keypoint_ap, posetrack_metrics
+from training.evaluation.metrics import PredFrame, coco_keypoint_ap, posetrack_metrics
 
 K = 17
 

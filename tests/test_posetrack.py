@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pavenet.errors import DataError
-from training.posetrack import read_posetrack, read_posetrack_dir, write_posetrack21
+from training.data.posetrack import read_posetrack, read_posetrack_dir, write_posetrack21
 
 
 def _annotations_equal(a, b):

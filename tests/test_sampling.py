@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pavenet.errors import PavenetError
-from training.sampling import clip_starts, sample_clip
+from training.data.sampling import clip_starts, sample_clip
 
 
 def test_clip_starts_respect_labels():

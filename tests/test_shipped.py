@@ -7,9 +7,9 @@ import numpy as np
 
 from pavenet.contract import parse_metadata
 from pavenet.layouts import COCO17
+from pavenet.synth import SynthConfig, generate_clip
 from pavenet.tracker import Tracker
-from training.metrics import PredFrame, posetrack_metrics
-from training.synth import SynthConfig, generate_clip
+from training.evaluation.metrics import PredFrame, posetrack_metrics
 
 WEIGHTS = Path(__file__).parents[1] / "weights"
 # An easy scene (two large people, no occluders, still camera): what the shipped model must get right.

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from pavenet.errors import PavenetError
-from training.synth import SynthConfig, SyntheticVideos, generate_clip, suite_config
-from training.synth.render import _PARTS_OF_KEYPOINT
+from pavenet.synth import SynthConfig, SyntheticVideos, generate_clip, suite_config
+from pavenet.synth.render import _PARTS_OF_KEYPOINT
 
 
 def _same(a, b):
@@ -111,7 +111,7 @@ def test_scale_range_is_covered():
 
 
 def test_lookalikes_share_clothes():
-    from training.synth.body import sample_bodies
+    from pavenet.synth.body import sample_bodies
 
     bodies = sample_bodies(np.random.default_rng(0), 12, lookalike=True)
     shirts = {tuple(c) for c in bodies.shirt.tolist()}

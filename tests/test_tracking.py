@@ -6,13 +6,13 @@ import torch
 
 from pavenet.layouts import COCO17
 from pavenet.model.pavenet import build_model
+from pavenet.synth import SynthConfig
 from tests.test_model import TINY
-from training.criterion import LossConfig, SetCriterion
-from training.data import ClipDataset, SyntheticSource, collate
-from training.matcher import HungarianMatcher, TargetBatch, Targets, assign
-from training.sequence import TrainStep
-from training.synth import SynthConfig
-from training.tracking import (
+from training.data.dataset import ClipDataset, SyntheticSource, collate
+from training.loop.sequence import TrainStep
+from training.objective.criterion import LossConfig, SetCriterion
+from training.objective.matcher import HungarianMatcher, TargetBatch, Targets, assign, match_topk
+from training.objective.tracking import (
     TrackBatch,
     TrackRules,
     build_tracks,
@@ -73,6 +73,19 @@ def test_bonus_keeps_the_track_query_on_its_person():
     assert _pairs(rows, cols) == {5: 0, 9: 3}, "track query 0 keeps person 5; 9 is picked up by a detect query"
     rows, cols = _match("bonus", 0.0)
     assert _pairs(rows, cols) == {5: 2, 9: 3}, "without the bonus it is plain Hungarian"
+
+
+def test_one_to_many_encoder_matching():
+    """Each person takes its k cheapest proposals; a proposal two people want goes to the cheaper."""
+    cost = np.full((1, 6, 3), 10.0)
+    cost[0, :, 0] = [0, 1, 2, 9, 9, 0.5]  # person 0 wants rows 0, 5, 1
+    cost[0, :, 1] = [9, 0.2, 9, 0, 3, 9]  # person 1 wants rows 3, 1, 4: row 1 is cheaper for person 1
+    rows, cols = match_topk(cost, np.array([2]), 3)[0]  # person 2 is padding
+    assert dict(zip(rows.tolist(), cols.tolist())) == {0: 0, 5: 0, 1: 1, 3: 1, 4: 1}
+    rows, cols = match_topk(cost[:, :, :0], np.array([0]), 3)[0]
+    assert len(rows) == len(cols) == 0
+    rows, cols = match_topk(cost[:, :2], np.array([2]), 3)[0]  # fewer proposals than k
+    assert sorted(rows.tolist()) == [0, 1]
 
 
 def test_hard_assignment():

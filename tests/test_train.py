@@ -13,11 +13,11 @@ import torch
 
 from pavenet.layouts import COCO17
 from pavenet.model.pavenet import build_model
+from pavenet.synth import SynthConfig
 from tests.test_model import TINY
-from training.criterion import SetCriterion
-from training.data import ClipDataset, SyntheticSource, collate
-from training.synth import SynthConfig
-from training.tracking import TrackBatch
+from training.data.dataset import ClipDataset, SyntheticSource, collate
+from training.objective.criterion import SetCriterion
+from training.objective.tracking import TrackBatch
 from training.train_cli import main as train_main
 
 TINY_SET = ["input_width=64", "input_height=64", "backbone_width=0.25", "d_model=32", "num_heads=2", "ffn_dim=64",
@@ -131,7 +131,7 @@ def test_checkpoint_of_another_config_is_refused(tmp_path, capsys):
 
 
 def test_non_finite_losses_are_skipped_then_stop(tmp_path, capsys, monkeypatch):
-    from training.sequence import TrainStep
+    from training.loop.sequence import TrainStep
 
     real = TrainStep.forward
 
@@ -165,8 +165,8 @@ def test_one_step_gives_every_parameter_a_gradient():
     """No dead heads: one training step on clips with people reaches every trainable parameter of
     the model and of the criterion's flows."""
     from training.config import TrainConfig
-    from training.sequence import TrainStep
-    from training.trainer import build_criterion
+    from training.loop.sequence import TrainStep
+    from training.loop.trainer import build_criterion
 
     torch.manual_seed(0)
     cfg = TINY.override(num_queries=8)

@@ -26,7 +26,7 @@ class TrainConfig:
         seq_length: frames per training clip, processed in order; each frame gets the previous
             frame's track queries.
         grad_frames: the last this-many frames of a clip are trained; earlier frames run under
-            ``torch.no_grad`` and keep no activations (the user's memory fix).
+            ``torch.no_grad`` and keep no activations (flat memory over long clips).
         track_assignment: ``bonus`` (one Hungarian; a track query's cost for the person it followed
             is lowered by ``track_bonus``) or ``hard`` (TrackFormer/MOTR: a track query whose
             person is still there is assigned to it; Hungarian over the rest).
@@ -42,6 +42,8 @@ class TrainConfig:
             ``decoder`` (the last decoder layer's pose; the first shipped model).
         rle_reduction: ``person`` (RLE summed over a person's coordinates, averaged over people,
             as mmpose) or ``coordinate`` (averaged over coordinates; the first shipped model).
+        enc_topk: each person's this-many cheapest encoder proposals are positives (one-to-many
+            matching of the dense proposal stage, H-DETR); 1 = one-to-one Hungarian.
         loss_cls, loss_kpt, loss_oks: loss weights.
         cls_target: ``oks`` (varifocal loss towards each matched pose's OKS, so scores rank pose
             quality) or ``binary`` (PETR's focal loss towards 1 for every matched query).
@@ -55,7 +57,7 @@ class TrainConfig:
         init_partial: ``--load-from`` copies only the tensors whose name and shape match (start a
             tracking model from a detection-stage checkpoint).
         synth_width, synth_height, synth_max_people: synthetic frame size and crowd size.
-        diag_*: thresholds of the live diagnosis (:class:`training.diagnosis.DiagnosisConfig`);
+        diag_*: thresholds of the live diagnosis (:class:`training.loop.diagnosis.DiagnosisConfig`);
             diag_memory_mb 0 = 20 GB or 90 % of the device, whichever is smaller.
         tensorboard: also write TensorBoard scalars to ``work_dir/tensorboard`` (needs ``tensorboard``).
     """
@@ -84,6 +86,7 @@ class TrainConfig:
     track_reset: float = 0.25
     track_feed: str = "refined"
     rle_reduction: str = "coordinate"
+    enc_topk: int = 1
     loss_cls: float = 1.0
     loss_kpt: float = 1.0
     loss_oks: float = 0.0
@@ -125,6 +128,8 @@ class TrainConfig:
             raise PavenetError("rle_reduction must be 'person' or 'coordinate'")
         if self.cls_target not in ("oks", "binary"):
             raise PavenetError("cls_target must be 'oks' or 'binary'")
+        if self.enc_topk < 1:
+            raise PavenetError("enc_topk must be >= 1")
         if not 1 <= self.grad_frames <= self.seq_length:
             raise PavenetError("grad_frames must be between 1 and seq_length")
 

@@ -16,9 +16,9 @@ from tqdm import tqdm
 from pavenet.cli_utils import run_cli
 from pavenet.draw import draw_poses
 from pavenet.errors import DataError, PavenetError
+from pavenet.synth import SPLITS, SUITES, SynthConfig, generate_clip, suite_config
 from pavenet.video import VideoWriter
-from training.posetrack import Sequence, read_posetrack, write_posetrack21
-from training.synth import SPLITS, SUITES, SynthConfig, generate_clip, suite_config
+from training.data.posetrack import Sequence, read_posetrack, write_posetrack21
 
 
 def parse_overrides(pairs: list[str]) -> dict:

@@ -5,7 +5,7 @@ Examples:
     pavenet-eval --data synthetic:test --data synthetic:crossing --tracker pavenet --tracker baseline
     pavenet-eval --weights runs/my-run/best.pt --data posetrack21:/data/PoseTrack21 --out eval/pt21
 
-Metrics (see training/metrics.py): OKS keypoint AP/AP50/AP75 (pycocotools); PoseTrack per-joint
+Metrics (see training/evaluation/metrics.py): OKS keypoint AP/AP50/AP75 (pycocotools); PoseTrack per-joint
 AP at PCKh@0.5 and MOTA (motmetrics, per joint then summed); person-level IDF1 and ID switches
 (motmetrics, OKS >= 0.5 to match); FPS of the tracker's update() alone (decoding excluded).
 """
@@ -80,7 +80,14 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from pavenet.baseline import BaselineTracker
     from pavenet.tracker import Tracker
-    from training.track_eval import count_videos, iter_videos, run_tracker, score, write_json, write_predictions
+    from training.evaluation.track_eval import (
+        count_videos,
+        iter_videos,
+        run_tracker,
+        score,
+        write_json,
+        write_predictions,
+    )
 
     if args.window == "centred":
         raise PavenetError("--window centred needs the next frame, which the streaming contract does not carry; "

@@ -14,7 +14,7 @@ from dataclasses import fields
 from pavenet.cli_utils import run_cli
 from pavenet.errors import PavenetError
 from pavenet.model.config import coerce_value
-from training.diagnosis import DiagnosisConfig
+from training.loop.diagnosis import DiagnosisConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +42,7 @@ def _diag_config(items: list[str]) -> DiagnosisConfig:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from training.report import make_report
+    from training.reports.report import make_report
 
     summary, images, diagnoses = make_report(args.log, args.out, _diag_config(args.set))
     faults = [d for d in diagnoses if not d.expected]

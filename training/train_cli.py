@@ -18,7 +18,6 @@ from pathlib import Path
 
 from pavenet.cli_utils import run_cli
 from pavenet.errors import PavenetError
-from pavenet.model.checkpoint import checkpoint_config, load_checkpoint
 from pavenet.model.config import ModelConfig, load_config_file, parse_set, preset
 from training.config import TrainConfig
 
@@ -66,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help="clips per step and process (default 8)")
     p.add_argument("--accumulate", type=int, help="micro-batches per optimizer step (default 1)")
     p.add_argument("--lr", type=float, help="AdamW learning rate (default 4e-4; backbone and offsets x0.1)")
-    p.add_argument("--clip-grad", type=float, help="max gradient norm, 0 = off (default 0.1, as the user's config)")
+    p.add_argument("--clip-grad", type=float, help="max gradient norm, 0 = off (default 0.1, as PETR)")
     p.add_argument("--workers", type=int, help="data-loading processes (default 1)")
     p.add_argument("--seed", type=int, help="random seed of initialisation and sample stream (default 0)")
     p.add_argument("--work-dir", help="run folder (default runs/<config>-<date-time>)")
@@ -87,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from training.trainer import Trainer  # torch is imported only when training really starts
+    from pavenet.model.checkpoint import checkpoint_config, load_checkpoint  # torch only once training starts
+    from training.loop.trainer import Trainer
 
     resume = args.resume
     if resume == "auto":

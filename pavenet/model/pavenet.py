@@ -1,6 +1,6 @@
 """PAVENet: a two-stage end-to-end pose transformer with track queries.
 
-Data flow for one frame (PETR / PAVE-Net, with the user's track queries):
+Data flow for one frame (PETR / PAVE-Net, with track queries):
 
 1. backbone + neck -> feature maps at strides 8/16/32(/64), D channels;
 2. deformable encoder over the tokens of the coarsest ``encoder_levels`` levels;

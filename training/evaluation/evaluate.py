@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from training.data import ClipDataset, collate
-from training.losses import oks
-from training.matcher import Targets, assign
+from training.data.dataset import ClipDataset, collate
+from training.objective.losses import oks
+from training.objective.matcher import Targets, assign
 
 
 def match_oks(pred: torch.Tensor, tgt: Targets, sigmas: torch.Tensor) -> np.ndarray:

@@ -13,12 +13,12 @@ its gradient window, so detect queries also learn on frames without any track qu
 starts that way).
 
 Matching (``track_assignment``):
-- ``bonus`` (the user's default): one Hungarian over all queries; the cost of a track query for
+- ``bonus`` (the default): one Hungarian over all queries; the cost of a track query for
   the person it follows is lowered by ``track_bonus``.
 - ``hard`` (TrackFormer, MOTR): a track query whose person is present is assigned to that
   person; Hungarian runs over the detect queries and the remaining people.
 
-Diagnostics of the user's log (``n_trk``, ``n_trk_pos``, ``n_det_pos``, ``trk_id_con``,
+Diagnostics of the training log (docs/training-log.md) (``n_trk``, ``n_trk_pos``, ``n_det_pos``, ``trk_id_con``,
 ``trk_kpt_l1``, ``det_kpt_l1``) are summed per step, partly on the host (counts) and partly on
 the device (keypoint errors), and turned into averages at log time.
 """
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from training.matcher import assign
+from training.objective.matcher import assign
 
 BIG = 1e6  # cost of impossible pairs (padding rows)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from training.synth.body import HEAD, HEAD_RADIUS, LHAND, LTOE, NECK, RHAND, RTOE, Bodies
+from pavenet.synth.body import HEAD, HEAD_RADIUS, LHAND, LTOE, NECK, RHAND, RTOE, Bodies
 
 TORSO, HEAD_PART, NECK_PART = 0, 1, 2
 # (first joint, second joint, radius x height, colour, side); part index = position + 2.

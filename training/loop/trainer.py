@@ -26,15 +26,15 @@ from pavenet.layouts import get_layout
 from pavenet.model.checkpoint import check_compatible, checkpoint_config, load_checkpoint, save_checkpoint
 from pavenet.model.config import ModelConfig
 from pavenet.model.pavenet import build_model, param_groups
-from training.augment import AugmentConfig
+from pavenet.synth import SynthConfig
 from training.config import TrainConfig
-from training.criterion import LossConfig, SetCriterion
-from training.data import ClipDataset, StepSampler, build_source, collate
-from training.diagnosis import Diagnoser, DiagnosisConfig
-from training.evaluate import evaluate
-from training.sequence import TrainStep
-from training.synth import SynthConfig
-from training.tracking import TrackRules, diagnostic_values
+from training.data.augment import AugmentConfig
+from training.data.dataset import ClipDataset, StepSampler, build_source, collate
+from training.evaluation.evaluate import evaluate
+from training.loop.diagnosis import Diagnoser, DiagnosisConfig
+from training.loop.sequence import TrainStep
+from training.objective.criterion import LossConfig, SetCriterion
+from training.objective.tracking import TrackRules, diagnostic_values
 
 
 @dataclass
@@ -67,7 +67,7 @@ def build_criterion(model_cfg: ModelConfig, cfg: TrainConfig) -> SetCriterion:
     """The criterion and track rules a training config describes."""
     loss_cfg = LossConfig(loss_cls=cfg.loss_cls, loss_kpt=cfg.loss_kpt, loss_oks=cfg.loss_oks,
                           cls_target=cfg.cls_target, rle_reduction=cfg.rle_reduction,
-                          sigma_relative=model_cfg.sigma_relative)
+                          sigma_relative=model_cfg.sigma_relative, enc_topk=cfg.enc_topk)
     rules = TrackRules(assignment=cfg.track_assignment, bonus=cfg.track_bonus, keep_thr=cfg.track_keep_thr,
                        max_lost=cfg.track_max_lost, drop=cfg.track_drop, fp=cfg.track_fp, reset=cfg.track_reset)
     return SetCriterion(torch.tensor(get_layout(model_cfg.layout).sigmas), model_cfg.decoder_layers, loss_cfg, rules)
@@ -85,7 +85,7 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 
 
 def log_key_order(key: str) -> tuple:
-    """The user's log order: encoder, last layer, d0, d1, ..., then diagnostics."""
+    """The log order of docs/training-log.md: encoder, last layer, d0, d1, ..., then diagnostics."""
     layer = re.match(r"d(\d+)\.", key)
     if key.startswith("enc_"):
         return (0, 0, key)
@@ -245,7 +245,7 @@ class Trainer:
                     self.tb.add_scalar(f"{record['mode']}/{k}", v, self.step)
 
     def _diagnose(self, record: dict) -> None:
-        """The user's troubleshooting table, live: each symptom reported once (console + log line)."""
+        """The troubleshooting table of docs/training-log.md, live: each symptom reported once (console + log line)."""
         for d in self.diagnoser.update(self.step, record):
             tqdm.write(("note" if d.expected else "warning") + ": " + d.message(), file=sys.stderr)
             self._log(d.record(record["epoch"], record["iter"]))

@@ -1,4 +1,4 @@
-"""The user's troubleshooting guide (``../shared/spec/training-log.md``) as live checks.
+"""The troubleshooting table of docs/training-log.md as live checks.
 
 ``RULES`` reads like the guide's table: symptom, likely cause, fix (the guide's words), plus the
 check that detects it on the ``train`` log lines. :class:`Diagnoser` runs every rule on each new
@@ -33,6 +33,8 @@ class DiagnosisConfig:
         patience: steps without a ``min_delta`` improvement of ``loss_kpt`` before it is "not improving".
         min_delta: the improvement of the windowed ``loss_kpt`` that counts.
         l1_ratio: ``trk_kpt_l1`` above this many times ``det_kpt_l1`` is "much higher".
+        tracking: the run trains track queries (clips of >= 2 frames); single-frame runs skip the
+            track-query rules.
     """
 
     after: int = 300
@@ -43,11 +45,13 @@ class DiagnosisConfig:
     patience: int = 1000
     min_delta: float = 0.05
     l1_ratio: float = 3.0
+    tracking: bool = True
 
     @classmethod
     def from_train_config(cls, cfg) -> DiagnosisConfig:
         """Reads the ``diag_*`` fields of a :class:`training.config.TrainConfig`."""
-        return cls(**{f.name: getattr(cfg, f"diag_{f.name}") for f in fields(cls) if hasattr(cfg, f"diag_{f.name}")})
+        values = {f.name: getattr(cfg, f"diag_{f.name}") for f in fields(cls) if hasattr(cfg, f"diag_{f.name}")}
+        return cls(**values, tracking=getattr(cfg, "seq_length", 2) >= 2)
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,7 @@ def _after(h: History, c: DiagnosisConfig) -> bool:
 
 def _n_trk_pos_zero(h: History, c: DiagnosisConfig) -> float | None:
     v = h.mean("n_trk_pos", c.window)
-    return v if _after(h, c) and v is not None and v == 0.0 else None
+    return v if c.tracking and _after(h, c) and v is not None and v == 0.0 else None
 
 
 def _id_con_low(h: History, c: DiagnosisConfig) -> float | None:

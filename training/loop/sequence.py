@@ -1,5 +1,5 @@
 """One training step on a batch of clips: frames in order, each frame's track queries handed over
-from the one before as the runtime hands them (:mod:`training.tracking`); only the last
+from the one before as the runtime hands them (:mod:`training.objective.tracking`); only the last
 ``grad_frames`` frames keep activations and receive losses (earlier ones run under no_grad)."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from pavenet.model.pavenet import PAVENet
-from training.criterion import SetCriterion, num_targets, pair_index
-from training.matcher import TargetBatch
-from training.tracking import TrackBatch, build_tracks, diagnostics, pinned, plan_handover
+from training.objective.criterion import SetCriterion, num_targets, pair_index
+from training.objective.matcher import TargetBatch
+from training.objective.tracking import TrackBatch, build_tracks, diagnostics, pinned, plan_handover
 
 
 class TrainStep(nn.Module):

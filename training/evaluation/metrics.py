@@ -1,7 +1,7 @@
 """Pose-tracking metrics on streamed predictions: pycocotools OKS-AP, PoseTrack per-joint AP and
 MOTA, and identity metrics (IDF1, ID switches) from motmetrics accumulators.
 
-Inputs are aligned per frame: ground truth as :class:`training.clip.Frame` (keypoints [n, K, 3] with
+Inputs are aligned per frame: ground truth as :class:`pavenet.clip.Frame` (keypoints [n, K, 3] with
 COCO visibility, ``track_ids``, ``head_boxes``, ``boxes``; unlabelled frames are skipped) and
 predictions as :class:`PredFrame` ([m] ids, [m, K, 2] pixels, [m, K] keypoint scores, [m] scores).
 
@@ -32,8 +32,8 @@ import lap
 import motmetrics as mm
 import numpy as np
 
+from pavenet.clip import Frame
 from pavenet.layouts import KeypointLayout
-from training.clip import Frame
 
 
 @dataclass

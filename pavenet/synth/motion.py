@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.synth.body import GESTURE_NONE
-from training.synth.config import SynthConfig
+from pavenet.synth.body import GESTURE_NONE
+from pavenet.synth.config import SynthConfig
 
 _WAIT_FOREVER = 10**9
 

@@ -1,6 +1,6 @@
 """The criterion: Hungarian matching per stage and the weighted loss dict the log shows.
 
-Keys follow the user's log: ``enc_loss_cls``, ``enc_loss_kpt`` (encoder proposals), ``d0.loss_cls``,
+Keys follow docs/training-log.md: ``enc_loss_cls``, ``enc_loss_kpt`` (encoder proposals), ``d0.loss_cls``,
 ``d0.loss_kpt``, ... (intermediate decoder layers), ``loss_cls``, ``loss_kpt`` (last layer),
 ``*loss_oks`` when its weight is not zero, and ``d0.loss_kpt_refine``, ``d1.loss_kpt_refine``, ...
 for the keypoint refinement layers. As in mmdet, each logged value already includes its weight,
@@ -20,9 +20,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from training.losses import RealNVP, paired_oks, rle_loss, sigmoid_focal_loss, varifocal_loss
-from training.matcher import HungarianMatcher, TargetBatch, match_all, to_host
-from training.tracking import TrackBatch, TrackRules, match_image, pinned
+from training.objective.losses import RealNVP, paired_oks, rle_loss, sigmoid_focal_loss, varifocal_loss
+from training.objective.matcher import HungarianMatcher, TargetBatch, match_all, match_topk, to_host
+from training.objective.tracking import TrackBatch, TrackRules, match_image, pinned
 
 Match = tuple[np.ndarray, np.ndarray]  # (query indices, target indices) of one image
 
@@ -48,6 +48,7 @@ class LossConfig:
     cls_target: str = "oks"
     rle_reduction: str = "coordinate"
     sigma_relative: bool = True
+    enc_topk: int = 1
 
 
 def layer_prefix(layer: int, num_layers: int) -> str:
@@ -127,7 +128,10 @@ class SetCriterion(nn.Module):
         layers = [[match_image(dec_cost[layer, b, :, :counts[b]], tracks.follow[b], tracks.valid[b],
                                tgt.ids_host[b, :counts[b]], self.rules)
                    for b in range(len(tgt))] for layer in range(dec_cost.shape[0])]
-        enc = match_all(host[2], tgt.counts) if all_stages else None
+        enc = None
+        if all_stages:
+            k = self.cfg.enc_topk
+            enc = match_all(host[2], counts) if k <= 1 else match_topk(host[2], counts, k)
         return enc, layers, probs
 
     def stage_losses(self, prefix: str, scores: torch.Tensor, keypoints: torch.Tensor, sigmas: torch.Tensor,

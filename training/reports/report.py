@@ -1,4 +1,4 @@
-"""`pavenet-report`'s content: plots of a training log grouped as the user's log document groups
+"""`pavenet-report`'s content: plots of a training log grouped as docs/training-log.md groups
 them, and a one-page Markdown summary (latest values against the "typical loss evolution" table,
 every diagnosis, a verdict on whether tracking works).
 
@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from pavenet.errors import DataError
-from training.diagnosis import Diagnosis, DiagnosisConfig, diagnose_log
+from training.loop.diagnosis import Diagnosis, DiagnosisConfig, diagnose_log
 
-# The user's "Typical Loss Evolution During Training" table: stage -> (enc_cls, enc_kpt, loss_cls, loss_kpt,
-# trk_id_con low/high).
+# The "Typical Loss Evolution During Training" table of docs/training-log.md:
+# stage -> (enc_cls, enc_kpt, loss_cls, loss_kpt, trk_id_con low/high).
 TYPICAL = [
     ("Epoch 1, iter 1 (cold start)", {"enc_loss_cls": 0.4, "enc_loss_kpt": -3.5, "loss_cls": 0.5, "loss_kpt": -1.5,
                                       "trk_id_con": 0.05}),
@@ -110,7 +110,7 @@ def _layer_keys(keys: list[str], suffix: str) -> list[str]:
 
 
 def groups(log: Log) -> list[tuple[str, list[tuple[str, list[str]]]]]:
-    """Figure name -> panels (title, keys), in the order of the user's document; keys no group
+    """Figure name -> panels (title, keys), in the order of docs/training-log.md; keys no group
     claims go to "other", so every logged key is plotted."""
     keys = log.keys
     refine = sorted(k for k in keys if k.endswith("loss_kpt_refine"))
@@ -229,7 +229,8 @@ def _stage(key: str, value: float) -> str:
 
 
 def tracking_verdict(log: Log) -> tuple[bool, str]:
-    """Is tracking working? (the user's example analysis: trk_id_con > 0.7 and track queries matching)."""
+    """Is tracking working? (the example analysis of docs/training-log.md: trk_id_con > 0.7 and
+    track queries matching)."""
     con, trk, pos = _latest(log, "trk_id_con", 20), _latest(log, "n_trk", 20), _latest(log, "n_trk_pos", 20)
     if con is None or trk is None or pos is None:
         return False, "tracking is NOT measured: no tracking diagnostics in this log (single-frame training?)"
@@ -252,7 +253,7 @@ def summary_markdown(log: Log, diagnoses: list[Diagnosis], images: list[Path], t
              f"**{'✅' if ok else '⚠️'} {verdict[0].upper() + verdict[1:]}.**", ""]
     cls_target = ((log.config or {}).get("train") or {}).get("cls_target")
     lines += ["## Against the typical loss evolution", "",
-              "Latest values (mean of the last 10 lines) placed in the user's table.", "",
+              "Latest values (mean of the last 10 lines) placed in the table of docs/training-log.md.", "",
               "| key | latest | " + " | ".join(n for n, _ in TYPICAL) + " | where |",
               "|---|---|" + "---|" * len(TYPICAL) + "---|"]
     for k in TYPICAL_KEYS:

@@ -16,15 +16,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from pavenet.clip import Clip, Frame
 from pavenet.errors import DataError, PavenetError
 from pavenet.geometry import letterbox_matrix
-from training.augment import AugmentConfig, augment_clip, transform_clip
-from training.clip import Clip, Frame
-from training.coco import CocoKeypoints
-from training.matcher import TargetBatch
-from training.posetrack import read_posetrack_dir
-from training.sampling import clip_starts
-from training.synth import SynthConfig, generate_clip
+from pavenet.synth import SynthConfig, generate_clip
+from training.data.augment import AugmentConfig, augment_clip, transform_clip
+from training.data.coco import CocoKeypoints
+from training.data.posetrack import read_posetrack_dir
+from training.data.sampling import clip_starts
+from training.objective.matcher import TargetBatch
 
 
 class SyntheticSource:
@@ -129,7 +129,7 @@ class ClipDataset(Dataset):
 
 def collate(samples: list[dict]) -> dict:
     """-> images uint8 [B, T, 3, H, W]; index [B] sample indices; targets: T :class:`TargetBatch`
-    (one per frame; ``targets[t][b]`` is image b's :class:`training.matcher.Targets`)."""
+    (one per frame; ``targets[t][b]`` is image b's :class:`training.objective.matcher.Targets`)."""
     images = torch.stack([s["images"] for s in samples])
     frames = len(samples[0]["targets"])
     targets = [TargetBatch.stack([s["targets"][t] for s in samples]) for t in range(frames)]

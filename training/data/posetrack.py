@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pavenet.clip import Clip, Frame
 from pavenet.errors import DataError
 from pavenet.layouts import KeypointLayout, get_layout, layout_from_names
 from pavenet.video import VideoWriter, is_video_path, read_image, read_video, write_image
-from training.clip import Clip, Frame
 
 
 @dataclass

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from pavenet.clip import Clip, Frame
 from pavenet.errors import DataError
 from pavenet.geometry import similarity_matrix
 from pavenet.video import read_image
-from training.augment import warp_frame
-from training.clip import Clip, Frame
-from training.posetrack import load_json_annotations
+from training.data.augment import warp_frame
+from training.data.posetrack import load_json_annotations
 
 
 class CocoKeypoints:

@@ -13,7 +13,7 @@ import lap
 import numpy as np
 import torch
 
-from training.losses import oks
+from training.objective.losses import oks
 
 
 @dataclass
@@ -65,7 +65,7 @@ class TargetBatch:
 
     @staticmethod
     def stack(items: list[dict[str, np.ndarray]] | list[Targets]) -> TargetBatch:
-        """Pad per-image targets (numpy dicts as :func:`training.data.frame_targets` makes, or
+        """Pad per-image targets (numpy dicts as :func:`training.data.dataset.frame_targets` makes, or
         :class:`Targets`) into one batch on the host."""
         def arr(item, key):
             v = item[key] if isinstance(item, dict) else getattr(item, key)
@@ -158,6 +158,31 @@ class HungarianMatcher:
 def match_all(cost: np.ndarray, counts: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     """Host cost [B, N, G] (people padded to G) -> per image (query indices, target indices)."""
     return [assign(cost[b, :, :counts[b]]) for b in range(len(counts))]
+
+
+def match_topk(cost: np.ndarray, counts: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One-to-many assignment (H-DETR's hybrid matching, for dense proposals): each person takes
+    its ``k`` lowest-cost queries, and a query wanted by several people goes to the cheapest.
+
+    Host cost [B, N, G] (people padded to G) -> per image (query indices, target indices), sorted
+    by query. ``k`` = 1 is still many-to-one-free but not Hungarian: use :func:`match_all` for that.
+    """
+    out = []
+    for b in range(len(counts)):
+        c = cost[b, :, :counts[b]]  # [N, G]
+        n, g = c.shape
+        if n == 0 or g == 0:
+            out.append((np.zeros(0, np.int64), np.zeros(0, np.int64)))
+            continue
+        kk = min(k, n)
+        top = np.argpartition(c, kk - 1, axis=0)[:kk]  # [k, G] query indices
+        chosen = np.full(c.shape, np.inf)
+        cols = np.broadcast_to(np.arange(g), top.shape)
+        chosen[top, cols] = c[top, cols]
+        best = chosen.argmin(1)  # [N] cheapest person among those that chose the query
+        rows = np.flatnonzero(np.isfinite(chosen[np.arange(n), best]))
+        out.append((rows.astype(np.int64), best[rows].astype(np.int64)))
+    return out
 
 
 def to_host(*tensors: torch.Tensor) -> list[np.ndarray]:

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from pavenet.clip import Frame
 from pavenet.errors import DataError, PavenetError
 from pavenet.layouts import get_layout
-from training.clip import Frame
-from training.metrics import PredFrame, coco_keypoint_ap, posetrack_metrics
-from training.posetrack import read_posetrack_dir
-from training.synth import SynthConfig, generate_clip
-from training.synth.config import suite_config
+from pavenet.synth import SynthConfig, generate_clip
+from pavenet.synth.config import suite_config
+from training.data.posetrack import read_posetrack_dir
+from training.evaluation.metrics import PredFrame, coco_keypoint_ap, posetrack_metrics
 
 SUITE_ALIASES = {"test": "mixed"}
 
@@ -101,7 +101,7 @@ def run_tracker(tracker, videos: Iterator[EvalVideo], total: int | None = None,
 
 
 def score(results: list[tuple[EvalVideo, list[PredFrame]]], keypoint_thr: float) -> dict:
-    """Every metric of :mod:`training.metrics` over the tracked videos."""
+    """Every metric of :mod:`training.evaluation.metrics` over the tracked videos."""
     if not results:
         raise PavenetError("no videos to evaluate")
     layout = get_layout(results[0][0].layout)

@@ -1,6 +1,6 @@
 """Synthetic multi-person pose-tracking videos with exact keypoints, visibility and identities."""
 
-from training.synth.config import SPLITS, SUITES, SynthConfig, suite_config
-from training.synth.generator import SyntheticVideos, generate_clip
+from pavenet.synth.config import SPLITS, SUITES, SynthConfig, suite_config
+from pavenet.synth.generator import SyntheticVideos, generate_clip
 
 __all__ = ["SPLITS", "SUITES", "SynthConfig", "SyntheticVideos", "generate_clip", "suite_config"]

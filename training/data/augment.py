@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pavenet.clip import Clip, Frame
 from pavenet.geometry import (
     apply_affine,
     compose,
@@ -21,7 +22,6 @@ from pavenet.geometry import (
     transform_boxes,
 )
 from pavenet.layouts import get_layout
-from training.clip import Clip, Frame
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from training.clip import Clip, Frame
-from training.synth.body import HEAD, Bodies, body_joints, sample_bodies
-from training.synth.config import SynthConfig, clip_rng
-from training.synth.motion import Camera, Trajectories, camera_path, sample_camera, simulate_people
-from training.synth.render import (
+from pavenet.clip import Clip, Frame
+from pavenet.synth.body import HEAD, Bodies, body_joints, sample_bodies
+from pavenet.synth.config import SynthConfig, clip_rng
+from pavenet.synth.motion import Camera, Trajectories, camera_path, sample_camera, simulate_people
+from pavenet.synth.render import (
     PersonView,
     draw_person,
     head_box,
@@ -24,7 +24,7 @@ from training.synth.render import (
     person_box,
     torso_points,
 )
-from training.synth.scene import (
+from pavenet.synth.scene import (
     Effects,
     Occluder,
     canvas_offset,

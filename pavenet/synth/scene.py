@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from training.synth.config import SynthConfig
-from training.synth.motion import Camera
+from pavenet.synth.config import SynthConfig
+from pavenet.synth.motion import Camera
 
 CANVAS_SCALE = 1.5  # the background is larger than the view so the camera can pan and zoom
 OCCLUDER_LABEL = -1

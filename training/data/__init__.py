@@ -1,0 +1,1 @@
+"""Datasets and clips: readers (PoseTrack, COCO), clip sampling, augmentation, batching."""

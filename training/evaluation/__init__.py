@@ -1,0 +1,1 @@
+"""Evaluation: validation during training, OKS-AP (pycocotools) and MOT metrics (motmetrics)."""

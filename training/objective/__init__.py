@@ -1,0 +1,1 @@
+"""The objective: Hungarian matching, losses, the criterion and the track-query hand-over rules."""

@@ -1,0 +1,1 @@
+"""Reports: plots and a summary of a training run from its log."""
