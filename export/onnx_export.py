@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import onnx
 import torch
 
-from pavenet.contract import INPUTS, OUTPUTS, TrackerThresholds, build_metadata
+from pavenet.contract import INPUTS, OUTPUTS, TrackerThresholds, build_metadata, parse_metadata
 from pavenet.errors import PavenetError
 from pavenet.layouts import get_layout
 from pavenet.model.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
@@ -77,6 +79,22 @@ def export_onnx(model: PAVENet, out: str | Path, opset: int = 18, fp16: bool = F
     onnx.save(proto, str(tmp))
     os.replace(tmp, out)
     return out
+
+
+def set_thresholds(path: str | Path, thresholds: TrackerThresholds) -> Path:
+    """Store new default tracker thresholds in an exported model's metadata (written atomically)."""
+    path = Path(path)
+    proto = onnx.load(str(path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    parse_metadata(meta, str(path))  # a PAVENet export, or a one-line error
+    meta["thresholds"] = json.dumps(asdict(thresholds))
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        proto.metadata_props.add(key=key, value=value)
+    tmp = path.with_name(f".{path.name}.partial")
+    onnx.save(proto, str(tmp))
+    os.replace(tmp, path)
+    return path
 
 
 def slim_checkpoint(src: str | Path, dst: str | Path) -> Path:

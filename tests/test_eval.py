@@ -82,3 +82,27 @@ def test_baseline_keeps_ids_through_a_short_gap_and_retires_after_max_lost():
 def test_baseline_ignores_low_scores():
     ids, _ = _baseline([([], [(0.2, 0.3)])] * 3)
     assert ids == [[], [], []]
+
+
+def test_eval_cli_tunes_thresholds_on_val_and_stores_them(tiny_files, tmp_path, capsys):  # noqa: F811
+    import shutil
+
+    from pavenet.contract import parse_metadata
+    from training.evaluation.tune import GRID, KEYPOINT_GRID
+
+    onnx_path = tmp_path / "tiny.onnx"
+    shutil.copy(tiny_files["onnx"], onnx_path)
+    assert eval_main(["--weights", str(onnx_path), "--data", "synthetic:crossing", "--videos", "1", "--frames", "4",
+                      "--tune", "--write", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "tuned on synthetic:crossing@val" in out and f"stored in {onnx_path}" in out
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+    th = parse_metadata(meta, str(onnx_path)).thresholds
+    assert th.new_track_thr in GRID["new_track_thr"] and th.keep_thr in GRID["keep_thr"]
+    assert th.keep_thr <= th.new_track_thr and th.keypoint_thr in (*KEYPOINT_GRID, 0.3)
+    assert eval_main(["--weights", str(onnx_path), "--tune", "--split", "test"]) == 2
+    assert "val split only" in capsys.readouterr().err
+    assert eval_main(["--weights", str(onnx_path), "--write"]) == 2
+    assert "--tune" in capsys.readouterr().err

@@ -4,6 +4,7 @@ Examples:
     pavenet-eval                                                  # shipped weights, synthetic:test
     pavenet-eval --data synthetic:test --data synthetic:crossing --tracker pavenet --tracker baseline
     pavenet-eval --weights runs/my-run/best.pt --data posetrack21:/data/PoseTrack21 --out eval/pt21
+    pavenet-eval --weights model.onnx --data synthetic:test --tune --write   # thresholds chosen on val, stored
 
 Metrics (see training/evaluation/metrics.py): OKS keypoint AP/AP50/AP75 (pycocotools); PoseTrack per-joint
 AP at PCKh@0.5 and MOTA (motmetrics, per joint then summed); person-level IDF1 and ID switches
@@ -51,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="tracker threshold override, e.g. --set new_track_thr=0.4 --set max_lost=30")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
+    p.add_argument("--tune", action="store_true",
+                   help="choose new_track_thr, keep_thr and keypoint_thr on the val split (grid search, objective "
+                        "mean of AP, MOTA and IDF1) instead of reporting; never tunes on test")
+    p.add_argument("--write", action="store_true",
+                   help="with --tune: store the chosen thresholds as the defaults in the --weights ONNX file")
     p.add_argument("--out", help="folder for report.json and predictions/<data>/<tracker>/*.json (PoseTrack format)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -96,6 +102,10 @@ def _main(argv: list[str] | None) -> int:
         raise PavenetError("--videos must be >= 0 and --frames >= 1")
     datas, trackers = args.data or ["synthetic:test"], args.tracker or ["pavenet"]
     thresholds = _thresholds(args.set)
+    if args.write and not args.tune:
+        raise PavenetError("--write stores tuned thresholds: use it with --tune")
+    if args.tune:
+        return _tune(args, datas, thresholds)
     rows, start = [], time.perf_counter()
     for name in dict.fromkeys(trackers):
         tracker = load_tracker(args.weights, args.device, False,
@@ -122,6 +132,41 @@ def _main(argv: list[str] | None) -> int:
     where = f"; report in {args.out}/report.json" if args.out else ""
     print(f"evaluated {len(trackers)} tracker(s) on {len(datas)} dataset(s) in "
           f"{time.perf_counter() - start:.0f} s{where}")
+    return 0
+
+
+def _tune(args, datas: list[str], fixed: dict) -> int:
+    """``--tune``: grid search on the val split; prints every trial and the choice, optionally stores it."""
+    from pavenet.tracker import Tracker
+    from training.evaluation.track_eval import iter_videos
+    from training.evaluation.tune import GRID, cache_videos, objective, tune
+
+    if (args.split or "val") != "val":
+        raise PavenetError("--tune chooses thresholds on the val split only (test is for reporting)")
+    if args.write and not str(args.weights).endswith(".onnx"):
+        raise PavenetError("--write stores thresholds in an ONNX export; --weights is not one")
+    if len(datas) != 1:
+        raise PavenetError("--tune takes one --data")
+    start = time.perf_counter()
+    tracker = load_tracker(args.weights, args.device, False, Tracker, **fixed)
+    grid = {k: v for k, v in GRID.items() if k not in fixed}
+    videos = cache_videos(iter_videos(datas[0], args.videos, args.frames, args.seed, "val"))
+    best, trials = tune(tracker, videos, grid, progress=not args.no_progress)
+    print(f"{'new_track_thr':>13} {'keep_thr':>8} {'kpt_thr':>7} {'AP':>6} {'MOTA':>7} {'IDF1':>6} {'IDsw':>5} "
+          f"{'objective':>9}")
+    for t in sorted(trials, key=lambda t: -objective(t.metrics)):
+        th, m = t.thresholds, t.metrics
+        print(f"{th.new_track_thr:>13.2f} {th.keep_thr:>8.2f} {th.keypoint_thr:>7.2f} {m['ap']:>6.3f} "
+              f"{m['mota']:>7.3f} {m['idf1']:>6.3f} {m['id_switches']:>5d} {objective(m):>9.3f}")
+    chosen = {k: getattr(best, k) for k in ("new_track_thr", "keep_thr", "keypoint_thr")}
+    where = ""
+    if args.write:
+        from export.onnx_export import set_thresholds
+
+        set_thresholds(args.weights, best)
+        where = f"; stored in {args.weights}"
+    print(f"tuned on {datas[0]}@val ({len(videos)} videos x {args.frames} frames, {len(trials)} trials, "
+          f"{time.perf_counter() - start:.0f} s): {chosen}{where}")
     return 0
 
 

@@ -1,0 +1,72 @@
+"""Choosing the tracker's thresholds on the val split (``pavenet-eval --tune``), never on test.
+
+The thresholds that decide which queries become, stay and stop being tracks (``new_track_thr``,
+``keep_thr``) change what is fed back, so each candidate pair re-runs the tracker over the same
+cached videos; ``keypoint_thr`` only changes which joints are reported, so its candidates re-score
+the best run. The objective is the mean of OKS-AP, MOTA and IDF1 (the project's three targets).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from tqdm import tqdm
+
+from pavenet.contract import TrackerThresholds
+from training.evaluation.track_eval import EvalVideo, run_tracker, score
+
+GRID = {"new_track_thr": (0.2, 0.3, 0.4, 0.5, 0.6), "keep_thr": (0.1, 0.2, 0.3, 0.4, 0.5)}
+KEYPOINT_GRID = (0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def objective(metrics: dict) -> float:
+    """What tuning maximises: mean of OKS-AP, MOTA and IDF1."""
+    return (metrics["ap"] + metrics["mota"] + metrics["idf1"]) / 3
+
+
+def cache_videos(videos) -> list[EvalVideo]:
+    """Load every frame once, so each candidate re-runs on the same images without regenerating them."""
+    out = []
+    for v in videos:
+        images = [v.load(t) for t in range(len(v.frames))]
+        out.append(EvalVideo(v.name, v.frames, images.__getitem__, v.layout))
+    return out
+
+
+@dataclass
+class Trial:
+    thresholds: TrackerThresholds
+    metrics: dict
+
+    @property
+    def value(self) -> float:
+        return objective(self.metrics)
+
+
+def tune(tracker, videos: list[EvalVideo], grid: dict | None = None, keypoint_grid=KEYPOINT_GRID,
+         progress: bool = True) -> tuple[TrackerThresholds, list[Trial]]:
+    """Grid search; returns the best thresholds (starting from ``tracker.thresholds``) and every trial.
+
+    Pairs with ``keep_thr`` above ``new_track_thr`` are skipped (a new track would be lost at once).
+    """
+    grid = grid or GRID
+    base = tracker.thresholds
+    names = list(grid)
+    candidates = [dict(zip(names, values)) for values in itertools.product(*grid.values())]
+    candidates = [c for c in candidates if c.get("keep_thr", 0) <= c.get("new_track_thr", 1)]
+    trials, best_results = [], None
+    for c in tqdm(candidates, desc="tune", unit="setting", disable=not progress, leave=False):
+        tracker.thresholds = base.override(**c)
+        results, _ = run_tracker(tracker, videos, progress=False)
+        trial = Trial(tracker.thresholds, score(results, tracker.thresholds.keypoint_thr))
+        trials.append(trial)
+        if best_results is None or trial.value > max(t.value for t in trials[:-1]):
+            best_results = results
+    best = max(trials, key=lambda t: t.value)
+    for kthr in keypoint_grid:
+        if kthr == best.thresholds.keypoint_thr:
+            continue
+        trials.append(Trial(best.thresholds.override(keypoint_thr=kthr), score(best_results, kthr)))
+    tracker.thresholds = base
+    return max(trials, key=lambda t: t.value).thresholds, trials
