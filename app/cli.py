@@ -33,14 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="longest accepted video, in seconds of footage (default 120)")
     p.add_argument("--concurrency", type=int, default=2,
                    help="videos/webcam frames processed at once over all users (default 2)")
+    p.add_argument("--cache-minutes", type=float, default=60.0,
+                   help="delete uploads, results and idle webcam sessions after this many minutes (default 60)")
     p.add_argument("--no-example", action="store_true", help="do not generate the synthetic example video")
     return p
 
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    if args.max_upload_mb <= 0 or args.max_seconds <= 0 or args.concurrency < 1:
-        raise PavenetError("--max-upload-mb and --max-seconds must be positive, --concurrency >= 1")
+    if args.max_upload_mb <= 0 or args.max_seconds <= 0 or args.cache_minutes <= 0 or args.concurrency < 1:
+        raise PavenetError("--max-upload-mb, --max-seconds and --cache-minutes must be positive, --concurrency >= 1")
     import gradio  # noqa: F401  (missing: run_cli names the extra that installs it)
 
     from app.demo import Limits, SharedModel
@@ -49,7 +51,8 @@ def _main(argv: list[str] | None) -> int:
     model = SharedModel(args.weights, args.device)
     example_dir = Path(tempfile.gettempdir()) / "pavenet-examples"
     examples = [] if args.no_example else example_videos(example_dir)
-    demo = build_app(model, Limits(args.max_upload_mb, args.max_seconds), examples, args.concurrency)
+    limits = Limits(args.max_upload_mb, args.max_seconds, args.cache_minutes)
+    demo = build_app(model, limits, examples, args.concurrency)
     print(f"pavenet-app: {Path(args.weights).name} on {model.provider}; serving http://{args.host}:{args.port} "
           "(Ctrl-C to stop)")
     demo.queue(default_concurrency_limit=args.concurrency).launch(

@@ -7,6 +7,8 @@ All tracking and drawing comes from :mod:`pavenet`; this module only wires it to
 
 from __future__ import annotations
 
+import contextlib
+import os
 import tempfile
 import threading
 import time
@@ -38,10 +40,85 @@ class Settings:
 
 @dataclass(frozen=True)
 class Limits:
-    """Server-side limits of the video tab."""
+    """Server-side limits: video length and size, and how long files and idle sessions are kept
+    (``cache_minutes``: uploads, annotated videos, tracks.json/csv and webcam sessions untouched
+    for this long are deleted)."""
 
     max_upload_mb: float = 200.0
     max_seconds: float = 120.0
+    cache_minutes: float = 60.0
+
+    @property
+    def cache_seconds(self) -> float:
+        return 60.0 * self.cache_minutes
+
+
+def remove_older_than(root: str | Path, max_age_s: float, keep: set[str] | frozenset[str] = frozenset()) -> int:
+    """Delete files under ``root`` older than ``max_age_s`` seconds (except ``keep``), then the
+    folders they leave empty; returns how many files went. Age counts from the later of the
+    modification and inode-change times: a cached copy keeps its source's mtime but gets a new ctime."""
+    root, now, removed = Path(root), time.time(), 0
+    if not root.is_dir():
+        return 0
+    for dirpath, _, files in os.walk(root, topdown=False):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            try:
+                st = os.stat(path)
+                if path not in keep and now - max(st.st_mtime, st.st_ctime) > max_age_s:
+                    os.remove(path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        if dirpath != str(root):
+            with contextlib.suppress(OSError):
+                os.rmdir(dirpath)  # only succeeds when empty
+    return removed
+
+
+class JobFolders:
+    """Per-job output folders under one root (``job-*``), removed once older than ``max_age_s``."""
+
+    def __init__(self, root: str | Path | None = None, max_age_s: float = 3600.0):
+        self.root = Path(root or tempfile.mkdtemp(prefix="pavenet-app-"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.max_age_s = max_age_s
+
+    def new(self) -> Path:
+        return Path(tempfile.mkdtemp(prefix="job-", dir=self.root))
+
+    def sweep(self) -> int:
+        return remove_older_than(self.root, self.max_age_s)
+
+
+class CacheSweeper:
+    """A daemon thread that, every ``every_s`` seconds, deletes files older than ``max_age_s`` in
+    ``folders`` (the app's job folders and Gradio's cache, whose own ``delete_cache`` misses the
+    files a handler returns), sparing the paths ``keep()`` names (e.g. the bundled examples)."""
+
+    def __init__(self, folders: list[Path], max_age_s: float, every_s: float, keep=lambda: frozenset()):
+        self.folders, self.max_age_s, self.every_s, self.keep = folders, max_age_s, every_s, keep
+        self.removed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pavenet-cache-sweeper", daemon=True)
+
+    def start(self) -> CacheSweeper:
+        self._thread.start()
+        return self
+
+    def sweep(self) -> int:
+        keep = set(self.keep())
+        n = sum(remove_older_than(f, self.max_age_s, keep) for f in self.folders)
+        self.removed += n
+        return n
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            with contextlib.suppress(Exception):  # a sweep that fails is retried at the next tick
+                self.sweep()
+
+    def stop(self) -> None:
+        self._stop.set()
 
 
 class SharedModel:
@@ -80,7 +157,8 @@ class VideoProgress:
 def track_video(model: SharedModel, path: str | Path, settings: Settings, limits: Limits = Limits(),
                 out_dir: str | Path | None = None, preview_every: int = 5) -> Iterator[VideoProgress]:
     """Track an uploaded video with a fresh tracker, yielding a preview every ``preview_every``
-    frames and finally the outputs (``annotated.webm``, ``tracks.json``, ``tracks.csv``)."""
+    frames and finally the outputs (``annotated.webm``, ``tracks.json``, ``tracks.csv``) in
+    ``out_dir`` (a new temporary folder when None; the app passes :meth:`JobFolders.new`)."""
     path = Path(path)
     if not path.is_file():
         raise PavenetError(f"{path.name}: the upload did not arrive")
@@ -135,6 +213,12 @@ class WebcamSession:
         self.tracker = self.model.new_tracker(self.settings)
         self.trails = new_trails()
         self._times: list[float] = []
+
+    def close(self) -> None:
+        """Release the tracker and its state (the session's tab closed or expired)."""
+        with self._lock:
+            self.tracker.reset()
+            self.trails = new_trails()
 
     @property
     def fps(self) -> float:

@@ -6,11 +6,12 @@ page as one-line messages (``gr.Error``), never as tracebacks.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import gradio as gr
 
-from app.demo import Limits, Settings, SharedModel, WebcamSession, track_video
+from app.demo import CacheSweeper, JobFolders, Limits, Settings, SharedModel, WebcamSession, track_video
 from pavenet.draw import people_count
 from pavenet.errors import PavenetError
 
@@ -50,17 +51,31 @@ def timeline_figure(summary: list[dict], num_frames: int):
     return fig
 
 
+def close_session(session: WebcamSession | None) -> None:
+    """``gr.State`` delete callback: a closed or expired tab releases its tracker."""
+    if session is not None:
+        session.close()
+
+
 def build_app(model: SharedModel, limits: Limits | None = None, examples: list[str] | None = None,
-              concurrency: int = 2) -> gr.Blocks:
-    """The page. ``model`` is shared read-only; trackers live in each session's ``gr.State``."""
+              concurrency: int = 2, jobs: JobFolders | None = None) -> gr.Blocks:
+    """The page. ``model`` is shared read-only; trackers live in each session's ``gr.State``.
+
+    Nothing is kept longer than ``limits.cache_minutes``: uploads and returned files in Gradio's
+    cache and the app's job folders are deleted by a :class:`CacheSweeper` (and Gradio's own
+    ``delete_cache``), and webcam sessions expire (their trackers are released) when idle that long
+    or an hour after the tab closes. The sweeper is ``demo.pavenet_sweeper``.
+    """
     limits = limits or Limits()
+    jobs = jobs or JobFolders(max_age_s=limits.cache_seconds)
+    age = int(max(limits.cache_seconds, 1))
 
     def run_video(path, score_thr, keypoint_thr, smooth, trails):
         if not path:
             raise gr.Error("Upload a video (or pick the example) first.")
         settings = _settings(score_thr, keypoint_thr, smooth, trails)
         try:
-            for p in track_video(model, path, settings, limits):
+            for p in track_video(model, path, settings, limits, out_dir=jobs.new()):
                 if not p.done:
                     total = f" of {p.total}" if p.total else ""
                     yield (p.preview, f"Tracking: frame {p.frame}{total}, {p.fps:.1f} FPS", gr.skip(), gr.skip(),
@@ -92,7 +107,7 @@ def build_app(model: SharedModel, limits: Limits | None = None, examples: list[s
             session.reset()
         return None, session, "Identities reset."
 
-    with gr.Blocks(title=TITLE) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=(max(min(age // 4, 3600), 1), age)) as demo:
         gr.Markdown(f"# {TITLE}\nEnd-to-end keypoint transformer: identities follow people by propagating "
                     "queries from frame to frame (no detector, no NMS).")
         with gr.Accordion("Settings", open=False):
@@ -126,7 +141,7 @@ def build_app(model: SharedModel, limits: Limits | None = None, examples: list[s
             run.click(run_video, [video_in, *settings_inputs], [preview, status, video_out, files, table, plot],
                       api_name="track_video", concurrency_limit=concurrency, concurrency_id="model")
         with gr.Tab("Webcam"):
-            session = gr.State(None)
+            session = gr.State(None, time_to_live=age, delete_callback=close_session)
             with gr.Row():
                 cam = gr.Image(sources=["webcam"], streaming=True, type="numpy", label="Webcam")
                 cam_out = gr.Image(label="Tracked", type="numpy", interactive=False)
@@ -137,6 +152,18 @@ def build_app(model: SharedModel, limits: Limits | None = None, examples: list[s
                        stream_every=0.05, trigger_mode="always_last", concurrency_limit=concurrency,
                        concurrency_id="model", time_limit=3600, api_name="webcam_frame")
             reset.click(webcam_reset, [session], [cam_out, session, cam_status], api_name="webcam_reset")
+            # The same step as a plain API call (gradio_client cannot drive streaming events): scripts,
+            # the soak benchmark and tests send frames one by one into the same per-session state.
+            step_api = gr.Button(visible=False)
+            step_api.click(webcam_frame, [cam, session, *settings_inputs], [cam_out, session, cam_status],
+                           api_name="webcam_step", concurrency_limit=concurrency, concurrency_id="model")
+    cache = Path(getattr(demo, "GRADIO_CACHE", None) or Path(tempfile.gettempdir()) / "gradio")
+
+    def examples_in_cache() -> set[str]:
+        return {p for block in demo.blocks.values() for p in getattr(block, "keep_in_cache", ())}
+
+    demo.pavenet_sweeper = CacheSweeper([jobs.root, cache], limits.cache_seconds, max(min(age // 4, 3600), 1),
+                                        examples_in_cache).start()
     return demo
 
 

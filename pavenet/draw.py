@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+from collections import deque
 
 import cv2
 import numpy as np
@@ -78,21 +78,47 @@ def _label(image: np.ndarray, text: str, org: tuple[int, int], color, scale: int
     cv2.putText(image, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
 
 
-def draw_trails(image: np.ndarray, poses, trails: dict, thr: float = 0.3) -> np.ndarray:
-    """Append each person's centre to ``trails`` (id -> deque of points) and draw the paths in place."""
-    for tid, kp, ks in zip(poses.track_ids, poses.keypoints, poses.keypoint_scores):
-        pts = kp[ks >= thr] if (ks >= thr).any() else kp
-        trails[int(tid)].append(pts.mean(0))
-    for tid, path in trails.items():
+class Trails:
+    """Each person's recent centres (track ID -> the last ``length`` points) for :func:`annotate`.
+
+    A person not seen for ``length`` frames is forgotten, so a stream that runs for days keeps a
+    bounded history (and departed people leave no trail behind on screen).
+    """
+
+    def __init__(self, length: int = 30):
+        self.length = length
+        self.paths: dict[int, deque] = {}
+        self._last_seen: dict[int, int] = {}
+        self._frame = 0
+
+    def update(self, poses, thr: float = 0.3) -> None:
+        """Append the centre of every person in ``poses`` and forget people gone for ``length`` frames."""
+        self._frame += 1
+        for tid, kp, ks in zip(poses.track_ids, poses.keypoints, poses.keypoint_scores):
+            pts = kp[ks >= thr] if (ks >= thr).any() else kp
+            tid = int(tid)
+            self.paths.setdefault(tid, deque(maxlen=self.length)).append(pts.mean(0))
+            self._last_seen[tid] = self._frame
+        for tid in [t for t, seen in self._last_seen.items() if self._frame - seen >= self.length]:
+            del self.paths[tid], self._last_seen[tid]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def draw_trails(image: np.ndarray, poses, trails: Trails, thr: float = 0.3) -> np.ndarray:
+    """Add ``poses`` to ``trails`` and draw every remembered path on ``image`` in place."""
+    trails.update(poses, thr)
+    for tid, path in trails.paths.items():
         if len(path) > 1:
             line = np.round(np.array(path) * 16).astype(np.int32)
             cv2.polylines(image, [line], False, id_color(tid), 2, cv2.LINE_AA, shift=4)
     return image
 
 
-def new_trails(length: int = 30) -> dict:
-    """Empty trail history for :func:`annotate` (track ID -> last ``length`` centres)."""
-    return defaultdict(lambda: deque(maxlen=length))
+def new_trails(length: int = 30) -> Trails:
+    """Empty trail history for :func:`annotate` (pass the same one every frame of a stream)."""
+    return Trails(length)
 
 
 def people_count(n: int) -> str:
@@ -100,7 +126,7 @@ def people_count(n: int) -> str:
     return f"{n} person" if n == 1 else f"{n} people"
 
 
-def annotate(frame: np.ndarray, poses, keypoint_thr: float = 0.3, trails: dict | None = None,
+def annotate(frame: np.ndarray, poses, keypoint_thr: float = 0.3, trails: Trails | None = None,
              fps: float | None = None) -> np.ndarray:
     """The annotated frame every front end shows: skeletons and IDs, optional trails (pass the same
     :func:`new_trails` dict every frame) and an FPS / people-count overlay. ``frame`` BGR, not modified."""

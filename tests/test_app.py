@@ -142,3 +142,68 @@ def test_page_in_a_real_browser(server, crossing_video, tmp_path):
         finally:
             browser.close()
     assert (tmp_path / "app.png").stat().st_size > 10_000
+
+
+def test_expired_files_and_job_folders_are_removed(tmp_path):
+    import time
+
+    from app.demo import CacheSweeper, JobFolders, remove_older_than
+
+    jobs = JobFolders(tmp_path / "jobs", max_age_s=60)
+    old, new = jobs.new(), jobs.new()
+    for folder in (old, new):
+        (folder / "tracks.json").write_text("{}")
+    # a negative age makes every file "expired" (the inode-change time cannot be set back)
+    assert remove_older_than(jobs.root, -1, keep={str(new / "tracks.json")}) == 1
+    assert not old.exists() and (new / "tracks.json").exists()
+    sweeper = CacheSweeper([jobs.root], max_age_s=0.05, every_s=0.05).start()
+    deadline = time.time() + 10
+    while sweeper.removed < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    sweeper.stop()
+    assert not (new / "tracks.json").exists() and sweeper.removed >= 1 and jobs.root.exists()
+
+
+def test_trails_forget_people_who_left(model, crossing_video):
+    from pavenet.draw import new_trails
+    from pavenet.poses import Poses
+
+    trails = new_trails(length=5)
+    frame = crossing_video[1].frames[0].image
+    for tid in range(200):  # 200 people each seen once: only the last few are remembered
+        kps = np.full((1, 17, 2), 10.0 + tid % 50, np.float32)
+        poses = Poses(np.array([tid]), kps, np.ones((1, 17), np.float32), np.ones(1, np.float32),
+                      np.array([[0, 0, 20, 20]], np.float32))
+        trails.update(poses)
+    assert len(trails) == 5 and sorted(trails.paths) == list(range(195, 200))
+    assert frame is not None
+
+
+def test_closed_webcam_session_releases_its_tracks(model, crossing_video):
+    from app.ui import close_session
+
+    session = WebcamSession(model)
+    for f in _rgb_frames(crossing_video[1])[:10]:
+        session.step(f)
+    assert session.tracker.active_tracks > 0
+    close_session(session)
+    close_session(None)
+    assert session.tracker.active_tracks == 0 and len(session.trails) == 0
+
+
+def test_tiny_soak_finishes_every_job_and_empties_the_cache(shipped_onnx):
+    """CI's small version of benchmarks/app_soak.py (correctness, not speed): a real server
+    process, concurrent gradio_client jobs, a webcam session, and a cache window that expires."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("app_soak", Path(__file__).parents[1] / "benchmarks" / "app_soak.py")
+    soak = importlib.util.module_from_spec(spec)
+    sys.modules["app_soak"] = soak  # dataclasses look their module up there
+    spec.loader.exec_module(soak)
+    out = soak.soak(str(shipped_onnx), clients=2, jobs=2, frames=8, webcam_frames=10, cache_minutes=0.05,
+                    wait_cache=True, log=lambda line: None)
+    assert out["failed_jobs"] == 0 and out["webcam_failures"] == 0 and out["jobs"] == 4
+    assert out["disk_jobs_end_mb"] > 0 and out["files_jobs_end"] > 0
+    assert out["disk_after_window_mb"] < 0.05, out
