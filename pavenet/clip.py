@@ -60,18 +60,6 @@ class Frame:
         )
 
 
-def empty_frame(image: np.ndarray | None, num_keypoints: int = 17, labelled: bool = True) -> Frame:
-    """A frame with no people."""
-    return Frame(
-        image=image,
-        keypoints=np.zeros((0, num_keypoints, 3), np.float32),
-        boxes=np.zeros((0, 4), np.float32),
-        track_ids=np.zeros((0,), np.int64),
-        head_boxes=np.zeros((0, 4), np.float32),
-        labelled=labelled,
-    )
-
-
 @dataclass
 class Clip:
     """T consecutive (or strided) frames of one video.

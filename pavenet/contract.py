@@ -6,11 +6,11 @@ Torch-free. The tensors themselves are documented in :mod:`pavenet.model.step`.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 from pavenet.errors import PavenetError
 from pavenet.layouts import KeypointLayout
-from pavenet.model.config import ModelConfig
+from pavenet.model.config import ModelConfig, override_fields
 
 FORMAT = "pavenet-onnx"
 FORMAT_VERSION = 1
@@ -40,11 +40,8 @@ class TrackerThresholds:
     keypoint_thr: float = 0.3
 
     def override(self, **changes) -> TrackerThresholds:
-        known = {f.name for f in fields(self)}
-        bad = sorted(set(changes) - known)
-        if bad:
-            raise PavenetError(f"unknown tracker threshold(s): {', '.join(bad)}")
-        return TrackerThresholds(**{**asdict(self), **changes})
+        """A copy with ``changes`` (strings are parsed; unknown names and wrong types are errors)."""
+        return override_fields(self, changes, "tracker threshold")
 
 
 def build_metadata(cfg: ModelConfig, layout: KeypointLayout, thresholds: TrackerThresholds,

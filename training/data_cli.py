@@ -16,29 +16,14 @@ from tqdm import tqdm
 from pavenet.cli_utils import run_cli
 from pavenet.draw import draw_poses
 from pavenet.errors import DataError, PavenetError
+from pavenet.model.config import parse_set
 from pavenet.synth import SPLITS, SUITES, SynthConfig, generate_clip, suite_config
 from pavenet.video import VideoWriter
 from training.data.posetrack import Sequence, read_posetrack, write_posetrack21
 
 
-def parse_overrides(pairs: list[str]) -> dict:
-    """``["max_people=4", "noise=0"]`` -> ``{"max_people": 4, "noise": 0.0}`` (typed by the config)."""
-    defaults = SynthConfig()
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not hasattr(defaults, key):
-            raise PavenetError(f"--set expects KEY=VALUE with a synthetic data option, got {pair!r}")
-        kind = type(getattr(defaults, key))
-        try:
-            out[key] = kind(value)
-        except ValueError:
-            raise PavenetError(f"--set {key}: {value!r} is not a valid {kind.__name__}") from None
-    return out
-
-
 def cmd_synth(args: argparse.Namespace) -> int:
-    cfg = suite_config(args.suite).override(width=args.width, height=args.height, **parse_overrides(args.set))
+    cfg = suite_config(args.suite).override(width=args.width, height=args.height, **parse_set(args.set))
     start = time.perf_counter()
     frames = people = annotations = 0
     for i in tqdm(range(args.videos), desc="synth videos", unit="video", disable=args.quiet):

@@ -19,7 +19,9 @@ import time
 from pathlib import Path
 
 from pavenet.cli_utils import run_cli
+from pavenet.contract import TrackerThresholds
 from pavenet.errors import PavenetError
+from pavenet.model.config import parse_set
 from pavenet.track_cli import DEFAULT_WEIGHTS, load_tracker
 
 TRACKERS = ("pavenet", "baseline")
@@ -62,16 +64,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _thresholds(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise PavenetError(f"--set {item!r}: expected NAME=VALUE")
-        out[name.strip()] = int(value) if name.strip() == "max_lost" else float(value)
-    return out
-
-
 def format_table(rows: list[dict]) -> str:
     head = f"{'data':<22} {'tracker':<9} " + " ".join(f"{c:>7}" for c, _ in COLUMNS)
     lines = [head, "-" * len(head)]
@@ -101,7 +93,8 @@ def _main(argv: list[str] | None) -> int:
     if args.videos < 0 or args.frames < 1:
         raise PavenetError("--videos must be >= 0 and --frames >= 1")
     datas, trackers = args.data or ["synthetic:test"], args.tracker or ["pavenet"]
-    thresholds = _thresholds(args.set)
+    thresholds = parse_set(args.set)
+    TrackerThresholds().override(**thresholds)  # names and types checked before anything loads
     if args.write and not args.tune:
         raise PavenetError("--write stores tuned thresholds: use it with --tune")
     if args.tune:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from pavenet.errors import PavenetError
+from pavenet.model.config import override_fields
 
 # Disjoint random streams: a clip is drawn from SeedSequence(seed, spawn_key=(split, index)).
 SPLITS: dict[str, int] = {"train": 0, "val": 1, "test": 2}
@@ -79,12 +80,8 @@ class SynthConfig:
             raise PavenetError("invalid synthetic data config: " + "; ".join(problems))
 
     def override(self, **changes) -> SynthConfig:
-        """A copy with ``changes`` applied (unknown names are an error)."""
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise PavenetError(f"unknown synthetic data option(s): {', '.join(unknown)}")
-        return replace(self, **changes)
+        """A copy with ``changes`` (strings are parsed; unknown names and wrong types are errors)."""
+        return override_fields(self, changes, "synthetic data option")
 
 
 # Named benchmark suites (fixed knobs; pair them with the `test` split and a fixed seed).
