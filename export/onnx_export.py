@@ -82,8 +82,14 @@ def export_onnx(model: PAVENet, out: str | Path, opset: int = 18, fp16: bool = F
 
 
 def set_thresholds(path: str | Path, thresholds: TrackerThresholds) -> Path:
-    """Store new default tracker thresholds in an exported model's metadata (written atomically)."""
+    """Store new default tracker thresholds in an exported model's metadata (``.onnx``) or a
+    checkpoint (``.pt``, read by ``Tracker.from_checkpoint``); written atomically."""
     path = Path(path)
+    if path.suffix != ".onnx":
+        state = load_checkpoint(path)
+        state["tracker_thresholds"] = asdict(thresholds)
+        save_checkpoint(path, {k: v for k, v in state.items() if k not in ("format", "version")})
+        return path
     proto = onnx.load(str(path))
     meta = {p.key: p.value for p in proto.metadata_props}
     parse_metadata(meta, str(path))  # a PAVENet export, or a one-line error
@@ -104,6 +110,7 @@ def slim_checkpoint(src: str | Path, dst: str | Path) -> Path:
     state = load_checkpoint(src)
     half = {k: {n: t.half() if t.is_floating_point() else t for n, t in state[k].items()}
             for k in ("model", "criterion") if isinstance(state.get(k), dict)}
-    keep = {k: state[k] for k in ("model_config", "train_config", "layout", "step", "epoch", "metrics") if k in state}
+    keep = {k: state[k] for k in ("model_config", "train_config", "layout", "step", "epoch", "metrics",
+                                  "tracker_thresholds") if k in state}
     save_checkpoint(dst, {**keep, **half})
     return Path(dst)

@@ -101,7 +101,8 @@ class TorchBackend:
         self.torch = torch
         self.step_module = StreamingStep(model).eval().to(self.device)
         n_tok = sum((cfg.input_width // s) * (cfg.input_height // s) for s in cfg.strides)
-        self.info = ModelInfo(cfg, get_layout(cfg.layout), TrackerThresholds(), n_tok)
+        thresholds = TrackerThresholds().override(**state.get("tracker_thresholds", {}))  # set by tuning
+        self.info = ModelInfo(cfg, get_layout(cfg.layout), thresholds, n_tok)
 
     def step(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         torch = self.torch

@@ -92,6 +92,7 @@ def test_eval_cli_tunes_thresholds_on_val_and_stores_them(tiny_files, tmp_path, 
 
     onnx_path = tmp_path / "tiny.onnx"
     shutil.copy(tiny_files["onnx"], onnx_path)
+    shutil.copy(tiny_files["ckpt"], tmp_path / "tiny.pt")  # the export's checkpoint beside it gets them too
     assert eval_main(["--weights", str(onnx_path), "--data", "synthetic:crossing", "--videos", "1", "--frames", "4",
                       "--tune", "--write", "--no-progress"]) == 0
     out = capsys.readouterr().out
@@ -102,6 +103,9 @@ def test_eval_cli_tunes_thresholds_on_val_and_stores_them(tiny_files, tmp_path, 
     th = parse_metadata(meta, str(onnx_path)).thresholds
     assert th.new_track_thr in GRID["new_track_thr"] and th.keep_thr in GRID["keep_thr"]
     assert th.keep_thr <= th.new_track_thr and th.keypoint_thr in (*KEYPOINT_GRID, 0.3)
+    from pavenet.tracker import Tracker
+
+    assert Tracker.from_checkpoint(tmp_path / "tiny.pt", "cpu").thresholds == th
     assert eval_main(["--weights", str(onnx_path), "--tune", "--split", "test"]) == 2
     assert "val split only" in capsys.readouterr().err
     assert eval_main(["--weights", str(onnx_path), "--write"]) == 2

@@ -33,7 +33,9 @@ def test_shipped_onnx_metadata():
     info = parse_metadata(meta, "pavenet-t.onnx")
     assert info.config.name == "pavenet-t" and info.layout.name == "coco17" and info.input_size == (256, 256)
     assert info.config.window == "causal"
-    assert info.thresholds.new_track_thr == 0.5 and info.thresholds.keep_thr == 0.45
+    # chosen on the val split by `pavenet-eval --tune --write` (weights/README.md), stored in both files
+    assert info.thresholds.new_track_thr == 0.5 and info.thresholds.keep_thr == 0.5
+    assert Tracker.from_checkpoint(WEIGHTS / "pavenet-t.pt", "cpu").thresholds == info.thresholds
     assert json.loads(meta["keypoint_layout"])["keypoints"] == list(COCO17.keypoints)
 
 

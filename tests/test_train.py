@@ -184,3 +184,15 @@ def test_one_step_gives_every_parameter_a_gradient():
         opt.step()
     dead = [n for n, p in step.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
     assert not dead, f"parameters without gradient: {dead}"
+
+
+def test_settings_from_a_config_file_count_as_explicit(tmp_path):
+    """pretrained_backbone from a config file is the user's choice: --load-from must not flip it."""
+    from training.train_cli import build_parser, resolve_configs
+
+    cfg = tmp_path / "run.toml"
+    cfg.write_text("[train]\npretrained_backbone = false\n")
+    args = build_parser().parse_args(["--config", str(cfg), "--set", "enc_topk=4"])
+    _, train_cfg, explicit = resolve_configs(args)
+    assert {"pretrained_backbone", "enc_topk"} <= explicit
+    assert train_cfg.pretrained_backbone is False and train_cfg.enc_topk == 4

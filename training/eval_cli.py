@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="choose new_track_thr, keep_thr and keypoint_thr on the val split (grid search, objective "
                         "mean of AP, MOTA and IDF1) instead of reporting; never tunes on test")
     p.add_argument("--write", action="store_true",
-                   help="with --tune: store the chosen thresholds as the defaults in the --weights ONNX file")
+                   help="with --tune: store the chosen thresholds as the defaults in the --weights ONNX file (and in "
+                        "the .pt checkpoint of the same name beside it, if there is one)")
     p.add_argument("--out", help="folder for report.json and predictions/<data>/<tracker>/*.json (PoseTrack format)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -156,8 +157,11 @@ def _tune(args, datas: list[str], fixed: dict) -> int:
     if args.write:
         from export.onnx_export import set_thresholds
 
-        set_thresholds(args.weights, best)
-        where = f"; stored in {args.weights}"
+        stored = [set_thresholds(args.weights, best)]
+        twin = Path(args.weights).with_suffix(".pt")  # the export's checkpoint beside it, if any
+        if twin.exists():
+            stored.append(set_thresholds(twin, best))
+        where = "; stored in " + " and ".join(str(p) for p in stored)
     print(f"tuned on {datas[0]}@val ({len(videos)} videos x {args.frames} frames, {len(trials)} trials, "
           f"{time.perf_counter() - start:.0f} s): {chosen}{where}")
     return 0

@@ -27,8 +27,9 @@ _FLAGS = {"data": "data", "epochs": "epochs", "batch_size": "batch_size", "lr": 
           "tensorboard": "tensorboard"}
 
 
-def resolve_configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]:
-    """Preset or file, then ``--set`` overrides, then explicit flags (later wins)."""
+def resolve_configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig, set[str]]:
+    """Preset or file, then ``--set`` overrides, then explicit flags (later wins). Also returns the
+    keys the user set (file or ``--set``), so automatic choices never override them."""
     values: dict = {}
     if args.config in (None, "") or not Path(args.config).suffix:
         model = preset(args.config or "pavenet-t")
@@ -49,7 +50,7 @@ def resolve_configs(args: argparse.Namespace) -> tuple[ModelConfig, TrainConfig]
     model = model.override(**{k: v for k, v in values.items() if k in model_keys})
     train = TrainConfig().override(**{k: v for k, v in values.items() if k in train_keys})
     flags = {field: getattr(args, flag) for flag, field in _FLAGS.items() if getattr(args, flag) is not None}
-    return model, train.override(**flags)
+    return model, train.override(**flags), set(values)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,14 +104,15 @@ def _main(argv: list[str] | None) -> int:
             raise PavenetError("--resume continues a run with its own config; only --epochs, --workers and "
                                "--tensorboard may change")
         train_cfg = train_cfg.override(**extra)
+        explicit: set[str] = set()  # a resumed run keeps its saved config as it is
         work_dir = Path(args.work_dir) if args.work_dir else Path(resume).parent
     else:
-        model_cfg, train_cfg = resolve_configs(args)
+        model_cfg, train_cfg, explicit = resolve_configs(args)
         work_dir = Path(args.work_dir or f"runs/{model_cfg.name}-{time.strftime('%Y%m%d-%H%M%S')}")
     start = time.perf_counter()
     trainer = Trainer(model_cfg, train_cfg, work_dir, device=args.device, resume=resume, load_from=args.load_from,
                       backbone_weights=args.backbone_weights, progress=not args.no_progress,
-                      mark_pretrained="pretrained_backbone" not in parse_set(args.set))
+                      mark_pretrained="pretrained_backbone" not in explicit)
     metrics = trainer.train(max_minutes=args.max_minutes)
     minutes = (time.perf_counter() - start) / 60
     if trainer.dist.main:
