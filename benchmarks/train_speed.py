@@ -6,9 +6,11 @@
 Measures full optimizer steps of the real training step (clips of ``--seq-length`` frames, track
 queries handed over as at run time; batches are prepared first, so data loading is excluded) and
 prints it/s, clips/s, peak memory (CUDA max allocated, or the process's peak RSS on CPU), and from
-one profiled step: ``host syncs/step`` (``aten::_local_scalar_dense``, ``aten::item`` and
-``aten::nonzero`` calls; the criterion's one device-to-host copy per frame is not counted) and
-``ops/step`` (aten operators).
+one profiled step: ``host syncs/step`` (``aten::item`` / ``aten::_local_scalar_dense`` and
+``aten::nonzero`` calls, each counted once, in the forward pass, losses, backward and gradient
+clipping; the criterion's one device-to-host copy per frame is not counted), the optimizer's own
+scalar reads separately (fused AdamW: per parameter on the CPU, where they are no transfer; none on
+CUDA), and ``ops/step`` (aten operators, optimizer included).
 """
 
 from __future__ import annotations
@@ -45,12 +47,12 @@ def main() -> None:
     device = torch.device(args.device)
     step = TrainStep(build_model(cfg), build_criterion(cfg, train), train.grad_frames).to(device).train()
     opt = torch.optim.AdamW(param_groups(step.model, 4e-4, 1e-4) + [{"params": list(step.criterion.parameters())}],
-                            lr=4e-4)
+                            lr=4e-4, fused=True)  # as the trainer: no per-parameter step.item()
     data = ClipDataset(SyntheticSource(SynthConfig(), "train", 0), train.seq_length, cfg.input_width,
                        cfg.input_height, 0, AugmentConfig(width=cfg.input_width, height=cfg.input_height))
     batches = [collate([data[i * args.batch_size + j] for j in range(args.batch_size)]) for i in range(args.steps + 3)]
 
-    def run(batch) -> None:
+    def forward_backward(batch) -> None:
         images = batch["images"].to(device)
         targets = [t.to(device) for t in batch["targets"]]
         losses, _ = step(images, targets, batch["index"])
@@ -58,15 +60,27 @@ def main() -> None:
         losses["loss"].backward()
         norm = torch.nn.utils.clip_grad_norm_(step.parameters(), 0.1)
         float(norm)  # the trainer's one sync per step (non-finite check)
+
+    def run(batch) -> None:
+        forward_backward(batch)
         opt.step()
+
+    def count(events, names) -> int:
+        return sum(e.count for e in events if e.key in names)
 
     for batch in batches[:2]:
         run(batch)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        run(batches[2])
-    events = prof.key_averages()
-    syncs = sum(e.count for e in events if e.key in SYNC_OPS)
-    ops = sum(e.count for e in events if e.key.startswith("aten::"))
+        forward_backward(batches[2])
+    with profile(activities=[ProfilerActivity.CPU]) as prof_opt:
+        opt.step()
+    events, opt_events = prof.key_averages(), prof_opt.key_averages()
+    # Each sync shows as aten::item and, beneath it, aten::_local_scalar_dense: count the calls once.
+    syncs = count(events, ("aten::item", "aten::nonzero")) + count(events, ("aten::_local_scalar_dense",)) \
+        - count(events, ("aten::item",))
+    opt_syncs = count(opt_events, ("aten::item", "aten::nonzero"))
+    ops = sum(e.count for e in events if e.key.startswith("aten::")) + \
+        sum(e.count for e in opt_events if e.key.startswith("aten::"))
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
@@ -76,9 +90,12 @@ def main() -> None:
         torch.cuda.synchronize()
     secs = time.perf_counter() - start
     params = sum(p.numel() for p in step.model.parameters()) / 1e6
+    opt_note = ("fused AdamW on the CPU reads each parameter's step count, a CPU scalar that needs no device "
+                "transfer" if device.type == "cpu" else "fused AdamW")
     print(f"{cfg.name} ({params:.2f}M params, {cfg.input_width}x{cfg.input_height}) batch {args.batch_size} x "
           f"{args.seq_length} frames ({args.grad_frames} with gradient) on {device} ({torch.get_num_threads()} "
-          f"threads): host syncs/step {syncs}, ops/step {ops}, {args.steps / secs:.2f} it/s, "
+          f"threads): host syncs/step {syncs} (+ {opt_syncs} in the optimizer: {opt_note}), ops/step {ops}, "
+          f"{args.steps / secs:.2f} it/s, "
           f"{args.steps * args.batch_size / secs:.1f} clips/s, peak memory {peak_memory_mb(device):.0f} MB")
 
 
