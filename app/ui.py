@@ -69,6 +69,7 @@ def build_app(model: SharedModel, limits: Limits | None = None, examples: list[s
     limits = limits or Limits()
     jobs = jobs or JobFolders(max_age_s=limits.cache_seconds)
     age = int(max(limits.cache_seconds, 1))
+    sweep_every = max(min(age // 4, 3600), 1)  # a file outlives the window by at most a quarter of it
 
     def run_video(path, score_thr, keypoint_thr, smooth, trails):
         if not path:
@@ -107,7 +108,7 @@ def build_app(model: SharedModel, limits: Limits | None = None, examples: list[s
             session.reset()
         return None, session, "Identities reset."
 
-    with gr.Blocks(title=TITLE, delete_cache=(max(min(age // 4, 3600), 1), age)) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=(sweep_every, age)) as demo:
         gr.Markdown(f"# {TITLE}\nEnd-to-end keypoint transformer: identities follow people by propagating "
                     "queries from frame to frame (no detector, no NMS).")
         with gr.Accordion("Settings", open=False):
@@ -162,7 +163,7 @@ def build_app(model: SharedModel, limits: Limits | None = None, examples: list[s
     def examples_in_cache() -> set[str]:
         return {p for block in demo.blocks.values() for p in getattr(block, "keep_in_cache", ())}
 
-    demo.pavenet_sweeper = CacheSweeper([jobs.root, cache], limits.cache_seconds, max(min(age // 4, 3600), 1),
+    demo.pavenet_sweeper = CacheSweeper([jobs.root, cache], limits.cache_seconds, sweep_every,
                                         examples_in_cache).start()
     return demo
 

@@ -55,15 +55,13 @@ def tune(tracker, videos: list[EvalVideo], grid: dict | None = None, keypoint_gr
     names = list(grid)
     candidates = [dict(zip(names, values)) for values in itertools.product(*grid.values())]
     candidates = [c for c in candidates if c.get("keep_thr", 0) <= c.get("new_track_thr", 1)]
-    trials, best_results = [], None
+    trials, best, best_results = [], None, None
     for c in tqdm(candidates, desc="tune", unit="setting", disable=not progress, leave=False):
         tracker.thresholds = base.override(**c)
         results, _ = run_tracker(tracker, videos, progress=False)
-        trial = Trial(tracker.thresholds, score(results, tracker.thresholds.keypoint_thr))
-        trials.append(trial)
-        if best_results is None or trial.value > max(t.value for t in trials[:-1]):
-            best_results = results
-    best = max(trials, key=lambda t: t.value)
+        trials.append(Trial(tracker.thresholds, score(results, tracker.thresholds.keypoint_thr)))
+        if best is None or trials[-1].value > best.value:
+            best, best_results = trials[-1], results
     for kthr in keypoint_grid:
         if kthr == best.thresholds.keypoint_thr:
             continue
