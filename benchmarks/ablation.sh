@@ -9,8 +9,12 @@
 #   r3  + training runs the runtime's step: 5-frame clips, gradient on the last 3, tracks fed the
 #       refined pose, lost tracks kept, clips that start without tracks (the full new recipe)
 #   r4  r3 with TrackFormer/MOTR hard assignment instead of the track bonus
-# Usage: DEVICE=cuda MIN=7 benchmarks/ablation.sh RESULTS_DIR   (then pavenet-export + pavenet-eval
-# on the val split for each slim checkpoint RESULTS_DIR/rN.pt; see weights/README.md)
+# ARMS=finetune instead runs a 2x2 from the shipped weights with this round's recipe (5-frame clips,
+# gradient on 2, one-to-many proposals): f0 as is, f1 + OKS loss (weight 2, as PETR), f2 input
+# 320x256 (320x240 frames are no longer shrunk to 256x192), f3 both.
+# Usage: DEVICE=cuda MIN=7 [ARMS=recipe|finetune] benchmarks/ablation.sh RESULTS_DIR   (then
+# pavenet-export + pavenet-eval on the val split for each slim checkpoint RESULTS_DIR/NAME.pt;
+# see weights/README.md)
 set -u
 DEST=${1:?usage: benchmarks/ablation.sh RESULTS_DIR}
 MIN=${MIN:-7}
@@ -32,6 +36,20 @@ run() {
         "runs/ablation/$name/last.pt" "$DEST/$name.pt" >> "runs/ablation/$name.out" 2>&1
     echo "$name: $(tail -n 1 "runs/ablation/$name.out")" ) &
 }
+if [ "${ARMS:-recipe}" = finetune ]; then
+  ft=(--load-from weights/pavenet-t.pt "${old_model[@]}" --set pretrained_backbone=false --set enc_topk=6
+      --set grad_frames=2 --set init_partial=true)
+  big=(--set input_width=320 --set input_height=256)
+  common+=(--lr "${LR:-3e-4}" --set warmup_iters=50 --set val_clips=48)
+  run f0 "${ft[@]}"
+  run f1 "${ft[@]}" --set loss_oks=2
+  run f2 "${ft[@]}" "${big[@]}"
+  run f3 "${ft[@]}" "${big[@]}" --set loss_oks=2
+  wait
+  tar czf "$DEST/logs.tgz" runs/ablation/*.out runs/ablation/*/log.jsonl runs/ablation/*/config.json 2>/dev/null
+  ls -la "$DEST"
+  exit 0
+fi
 run r0 "${old_model[@]}" --set rle_reduction=coordinate "${old_track[@]}"
 run r1 --set pose_embed=mlp --set align_centres=false "${old_track[@]}"
 run r2 "${old_track[@]}"
