@@ -26,8 +26,8 @@ def measure(config: str, batch: int, seq: int, grad: int, device: str) -> dict:
     from pavenet.synth import SynthConfig
     from training.data.augment import AugmentConfig
     from training.data.dataset import ClipDataset, SyntheticSource, collate
+    from training.loop.devices import peak_memory_mb
     from training.loop.sequence import TrainStep
-    from training.loop.trainer import peak_memory_mb
     from training.objective.criterion import SetCriterion
 
     cfg = preset(config)

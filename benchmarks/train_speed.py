@@ -27,8 +27,9 @@ from pavenet.synth import SynthConfig
 from training.config import TrainConfig
 from training.data.augment import AugmentConfig
 from training.data.dataset import ClipDataset, SyntheticSource, collate
+from training.loop.devices import peak_memory_mb
 from training.loop.sequence import TrainStep
-from training.loop.trainer import build_criterion, peak_memory_mb
+from training.loop.trainer import build_criterion
 
 SYNC_OPS = ("aten::_local_scalar_dense", "aten::item", "aten::nonzero")
 

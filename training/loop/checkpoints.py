@@ -1,0 +1,74 @@
+"""A run's checkpoints: atomic saves (``last.pt``, ``best.pt``, the newest ``epoch_N.pt``), and
+weights loaded into a new run (``--load-from``) or a resumed one (``--resume``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pavenet.errors import PavenetError
+from pavenet.model.checkpoint import check_compatible, checkpoint_config, load_checkpoint, save_checkpoint
+from pavenet.model.config import ModelConfig
+
+
+class RunCheckpoints:
+    """Writes checkpoints into ``work_dir`` (only on the main process of a distributed run)."""
+
+    def __init__(self, work_dir: Path, main: bool, keep_epochs: int):
+        self.work_dir, self.main, self.keep_epochs = work_dir, main, keep_epochs
+
+    def save(self, name: str, state: dict) -> Path:
+        path = self.work_dir / name
+        if self.main:
+            save_checkpoint(path, state)
+        return path
+
+    def save_epoch(self, epoch: int, state: dict) -> None:
+        """``epoch_N.pt``, keeping the newest ``keep_epochs`` of them."""
+        self.save(f"epoch_{epoch}.pt", state)
+        old = self.work_dir / f"epoch_{epoch - self.keep_epochs}.pt"
+        if self.main and self.keep_epochs > 0 and old.exists():
+            old.unlink()
+
+
+def load_weights(path: str | Path, model: nn.Module, criterion: nn.Module, model_cfg: ModelConfig,
+                 partial: bool) -> str | None:
+    """Initialise ``model`` and ``criterion`` from a checkpoint of the same architecture, or with
+    ``partial`` from any checkpoint of the same layout (tensors whose name and shape match; e.g. a
+    detection-stage model into a tracking model, or another input size). Returns what a partial
+    load took, for the console."""
+    state = load_checkpoint(path)
+    if not partial:
+        check_compatible(state, model_cfg, path)
+        model.load_state_dict(state["model"])
+        criterion.load_state_dict(state["criterion"])
+        return None
+    stored = checkpoint_config(state, path)
+    if stored.layout != model_cfg.layout:
+        raise PavenetError(f"{path}: checkpoint is for keypoint layout {stored.layout!r}, "
+                           f"not {model_cfg.layout!r}")
+    counts = []
+    for module, key in ((model, "model"), (criterion, "criterion")):
+        own = module.state_dict()
+        match = {k: v for k, v in state[key].items() if k in own and own[k].shape == v.shape}
+        module.load_state_dict(match, strict=False)
+        counts.append((len(match), len(own)))
+    (m_in, m_all), (c_in, c_all) = counts
+    return (f"initialised {m_in}/{m_all} model and {c_in}/{c_all} criterion tensors from {path}; "
+            "the others start new")
+
+
+def load_resume_state(path: str | Path, model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
+                      model_cfg: ModelConfig, device: torch.device) -> tuple[int, float]:
+    """Restore a run exactly (weights, optimizer, random state); returns (step, best val score)."""
+    state = load_checkpoint(path)
+    check_compatible(state, model_cfg, path)
+    model.load_state_dict(state["model"])
+    criterion.load_state_dict(state["criterion"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if "cuda" in state["rng"] and device.type == "cuda":
+        torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+    return int(state["step"]), float(state.get("best", -1.0))
