@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-thr", type=float, help="default threshold stored in the metadata")
     p.add_argument("--max-lost", type=int, help="default number of frames a lost track is kept")
     p.add_argument("--duplicate-oks", type=float, help="default OKS above which two poses are one person")
+    p.add_argument("--duplicate-iou", type=float, help="default pose-box IoU above which a new detection is an "
+                                                       "active track's person again (1.0 = off)")
     return p
 
 
@@ -59,7 +61,8 @@ def _main(argv: list[str] | None) -> int:
     model = load_model(args.checkpoint, size)
     out = Path(args.output or Path(args.checkpoint).with_suffix(".onnx"))
     chosen = {k: v for k, v in (("new_track_thr", args.new_track_thr), ("keep_thr", args.keep_thr),
-                                ("max_lost", args.max_lost), ("duplicate_oks", args.duplicate_oks)) if v is not None}
+                                ("max_lost", args.max_lost), ("duplicate_oks", args.duplicate_oks),
+                                ("duplicate_iou", args.duplicate_iou)) if v is not None}
     export_onnx(model, out, args.opset, args.fp16, TrackerThresholds().override(**chosen))
     note = ""
     if args.verify:

@@ -9,7 +9,8 @@ pose trackers do:
   (``lap``) on 1 - OKS between detection and prediction, pairs with OKS < ``revive_oks`` not allowed;
 - a matched track takes the detection's pose; an unmatched track is lost and retired after
   ``max_lost`` frames (the same rule as :class:`pavenet.Tracker`);
-- an unmatched detection starts a new ID unless it duplicates an active track (OKS >= ``duplicate_oks``).
+- an unmatched detection starts a new ID unless it duplicates an active track (OKS >= ``duplicate_oks``, or pose-box
+  IoU >= ``duplicate_iou``), the same rule as PAVENet's.
 
 It measures what query propagation adds over detection + association with everything else equal
 (weights, thresholds, preprocessing, output format): ``pavenet-eval --tracker baseline``.
@@ -66,8 +67,7 @@ class BaselineTracker(Tracker):
         for d in unmatched:
             i = dets[d]
             active = [t for t in self._tracks if t.lost == 0]
-            if active and oks_matrix(kps[i][None], np.stack([t.keypoints for t in active]), self.sigmas).max() \
-                    >= th.duplicate_oks:
+            if active and self._duplicates(kps[i], np.stack([t.keypoints for t in active])):
                 continue
             self._tracks.append(_Track(self._next_id, hidden[i], kps[i], float(scores[i]), kscores[i]))
             self._next_id += 1

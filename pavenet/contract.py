@@ -28,6 +28,9 @@ class TrackerThresholds:
         keep_thr: a track stays active while its track query scores at least this.
         max_lost: frames an inactive track is kept (and fed back) before its ID is retired.
         duplicate_oks: a new detection with OKS above this against an active track is a duplicate.
+        duplicate_iou: a new detection whose pose box overlaps an active track's with IoU above
+            this is a duplicate too (catches two imprecise poses of one person, whose OKS is low);
+            1.0 = off.
         revive_oks: a new detection with OKS above this against a lost track takes that track's ID.
         keypoint_thr: keypoints below this score are not drawn and not used for boxes.
     """
@@ -36,6 +39,7 @@ class TrackerThresholds:
     keep_thr: float = 0.35
     max_lost: int = 15
     duplicate_oks: float = 0.6
+    duplicate_iou: float = 1.0
     revive_oks: float = 0.3
     keypoint_thr: float = 0.3
 

@@ -18,3 +18,12 @@ def oks_matrix(a: np.ndarray, b: np.ndarray, sigmas: np.ndarray, visible: np.nda
     d2 = ((a[:, None] - b[None]) ** 2).sum(-1)  # [P, G, K]
     e = d2 / (2 * (2 * np.asarray(sigmas)) ** 2 * area[None, :, None])
     return (np.exp(-e) * vis[None]).sum(-1) / np.maximum(vis.sum(-1), 1)[None]
+
+
+def pose_box_iou(pose: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """IoU of the box around ``pose`` [K, 2] with the boxes around each of ``others`` [A, K, 2] -> [A]."""
+    lo, hi = pose.min(0), pose.max(0)
+    olo, ohi = others.min(1), others.max(1)  # [A, 2]
+    inter = np.clip(np.minimum(hi, ohi) - np.maximum(lo, olo), 0, None).prod(-1)
+    union = (hi - lo).prod() + (ohi - olo).prod(-1) - inter
+    return inter / np.maximum(union, 1e-12)

@@ -2,8 +2,9 @@
 
 Identity lifecycle (thresholds in :class:`pavenet.contract.TrackerThresholds`):
 - a detect query scoring >= ``new_track_thr`` starts a track with a new ID, unless its pose
-  duplicates an active track (OKS >= ``duplicate_oks``) or revives a lost one (OKS >=
-  ``revive_oks`` against the lost track's last pose: it takes that track's ID back);
+  duplicates an active track (OKS >= ``duplicate_oks``, or pose-box IoU >= ``duplicate_iou``) or
+  revives a lost one (OKS >= ``revive_oks`` against the lost track's last pose: it takes that
+  track's ID back);
 - a track stays active while its track query scores >= ``keep_thr``; when two active tracks
   converge on one person (OKS >= ``duplicate_oks`` both ways) the newer one is retired;
 - below that it is *lost*: it is kept and still fed back to the model for ``max_lost`` frames,
@@ -25,7 +26,7 @@ import numpy as np
 from pavenet.backends import OnnxBackend, TorchBackend
 from pavenet.contract import TrackerThresholds
 from pavenet.errors import PavenetError
-from pavenet.oks import oks_matrix
+from pavenet.oks import oks_matrix, pose_box_iou
 from pavenet.poses import Poses, boxes_from_keypoints
 from pavenet.preprocess import letterbox, to_bgr, to_frame_pixels
 from pavenet.smoothing import OneEuro
@@ -155,8 +156,7 @@ class Tracker:
         order = [i for i in np.argsort(-scores) if scores[i] >= th.new_track_thr]
         for i in order:
             active = [t for t in self._tracks if t.lost == 0]
-            if active and oks_matrix(kps[i][None], np.stack([t.keypoints for t in active]), self.sigmas).max() \
-                    >= th.duplicate_oks:
+            if active and self._duplicates(kps[i], np.stack([t.keypoints for t in active])):
                 continue  # the same person as an active track (or a detection accepted just before)
             lost = [t for t in self._tracks if t.lost > 0]
             sims = oks_matrix(kps[i][None], np.stack([t.keypoints for t in lost]), self.sigmas)[0] if lost else []
@@ -167,6 +167,13 @@ class Tracker:
                 continue
             self._tracks.append(_Track(self._next_id, hidden[i], kps[i], float(scores[i]), kscores[i]))
             self._next_id += 1
+
+    def _duplicates(self, pose: np.ndarray, active: np.ndarray) -> bool:
+        """Is ``pose`` [K, 2] one of the ``active`` [A, K, 2] poses again (OKS, or box IoU)?"""
+        th = self.thresholds
+        if oks_matrix(pose[None], active, self.sigmas).max() >= th.duplicate_oks:
+            return True
+        return th.duplicate_iou < 1.0 and pose_box_iou(pose, active).max() >= th.duplicate_iou
 
     def _poses(self, matrix: np.ndarray) -> Poses:
         visible = [t for t in self._tracks if t.lost == 0]

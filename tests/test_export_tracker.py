@@ -134,6 +134,15 @@ def test_lifecycle_revive_and_duplicates():
     assert ids == [[0], [0, 1]]
 
 
+def test_duplicate_iou_suppresses_a_second_pose_of_one_person():
+    person, shifted = (0.9, 0.3), (0.8, 0.32)  # pose boxes overlap with IoU 0.67
+    script = [([], [person]), ([person], [shifted])]
+    ids, _ = _run(script, duplicate_oks=0.99)
+    assert ids == [[0], [0, 1]], "with the box rule off, an imprecise second pose starts a track"
+    ids, _ = _run(script, duplicate_oks=0.99, duplicate_iou=0.5)
+    assert ids == [[0], [0]], "IoU >= duplicate_iou: the same person, no new track"
+
+
 def test_lifecycle_two_tracks_on_one_person_merge_into_the_older_id():
     a, b = (0.9, 0.3), (0.9, 0.7)
     script = [([], [a, b]), ([a, (0.9, 0.31)], []), ([a], [])]

@@ -133,7 +133,7 @@ def _tune(args, datas: list[str], fixed: dict) -> int:
     """``--tune``: grid search on the val split; prints every trial and the choice, optionally stores it."""
     from pavenet.tracker import Tracker
     from training.evaluation.track_eval import iter_videos
-    from training.evaluation.tune import GRID, cache_videos, objective, tune
+    from training.evaluation.tune import DUPLICATE_GRID, FINE, GRID, cache_videos, objective, tune
 
     if (args.split or "val") != "val":
         raise PavenetError("--tune chooses thresholds on the val split only (test is for reporting)")
@@ -143,16 +143,21 @@ def _tune(args, datas: list[str], fixed: dict) -> int:
         raise PavenetError("--tune takes one --data")
     start = time.perf_counter()
     tracker = load_tracker(args.weights, args.device, False, Tracker, **fixed)
-    grid = {k: v for k, v in GRID.items() if k not in fixed}
+    def free(table: dict) -> dict:  # thresholds given with --set stay as given
+        return {k: v for k, v in table.items() if k not in fixed}
+
     videos = cache_videos(iter_videos(datas[0], args.videos, args.frames, args.seed, "val"))
-    best, trials = tune(tracker, videos, grid, progress=not args.no_progress)
-    print(f"{'new_track_thr':>13} {'keep_thr':>8} {'kpt_thr':>7} {'AP':>6} {'MOTA':>7} {'IDF1':>6} {'IDsw':>5} "
-          f"{'objective':>9}")
+    best, trials = tune(tracker, videos, free(GRID), progress=not args.no_progress, fine=free(FINE),
+                        duplicate_grid=free(DUPLICATE_GRID))
+    print(f"{'new_track_thr':>13} {'keep_thr':>8} {'dup_oks':>7} {'dup_iou':>7} {'kpt_thr':>7} {'AP':>6} {'MOTA':>7} "
+          f"{'IDF1':>6} {'IDsw':>5} {'objective':>9}")
     for t in sorted(trials, key=lambda t: -objective(t.metrics)):
         th, m = t.thresholds, t.metrics
-        print(f"{th.new_track_thr:>13.2f} {th.keep_thr:>8.2f} {th.keypoint_thr:>7.2f} {m['ap']:>6.3f} "
-              f"{m['mota']:>7.3f} {m['idf1']:>6.3f} {m['id_switches']:>5d} {objective(m):>9.3f}")
-    chosen = {k: getattr(best, k) for k in ("new_track_thr", "keep_thr", "keypoint_thr")}
+        print(f"{th.new_track_thr:>13.2f} {th.keep_thr:>8.2f} {th.duplicate_oks:>7.2f} {th.duplicate_iou:>7.2f} "
+              f"{th.keypoint_thr:>7.2f} {m['ap']:>6.3f} {m['mota']:>7.3f} {m['idf1']:>6.3f} {m['id_switches']:>5d} "
+              f"{objective(m):>9.3f}")
+    chosen = {k: getattr(best, k) for k in ("new_track_thr", "keep_thr", "duplicate_oks", "duplicate_iou",
+                                            "keypoint_thr")}
     where = ""
     if args.write:
         from export.onnx_export import set_thresholds
