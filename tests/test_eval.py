@@ -88,7 +88,7 @@ def test_eval_cli_tunes_thresholds_on_val_and_stores_them(tiny_files, tmp_path, 
     import shutil
 
     from pavenet.contract import parse_metadata
-    from training.evaluation.tune import DUPLICATE_GRID, GRID, KEYPOINT_GRID
+    from training.evaluation.tune import GRID, KEYPOINT_GRID
 
     onnx_path = tmp_path / "tiny.onnx"
     shutil.copy(tiny_files["onnx"], onnx_path)
@@ -102,10 +102,10 @@ def test_eval_cli_tunes_thresholds_on_val_and_stores_them(tiny_files, tmp_path, 
     meta = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
     th = parse_metadata(meta, str(onnx_path)).thresholds
     def near_grid(value: float, grid: tuple) -> bool:  # a grid value, or half a step beside one
-        return any(abs(value - g) < 0.051 for g in grid)
+        return any(abs(value - g) < 0.051 for g in (*grid, 0.5, 0.35))  # or the default it started from
 
     assert near_grid(th.new_track_thr, GRID["new_track_thr"]) and near_grid(th.keep_thr, GRID["keep_thr"])
-    assert th.duplicate_oks in DUPLICATE_GRID["duplicate_oks"] and th.duplicate_iou in DUPLICATE_GRID["duplicate_iou"]
+    assert th.duplicate_oks in GRID["duplicate_oks"] and th.duplicate_iou in GRID["duplicate_iou"]
     assert th.keep_thr <= th.new_track_thr and th.keypoint_thr in (*KEYPOINT_GRID, 0.3)
     from pavenet.tracker import Tracker
 

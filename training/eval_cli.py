@@ -130,10 +130,10 @@ def _main(argv: list[str] | None) -> int:
 
 
 def _tune(args, datas: list[str], fixed: dict) -> int:
-    """``--tune``: grid search on the val split; prints every trial and the choice, optionally stores it."""
+    """``--tune``: threshold search on the val split; prints every trial and the choice, optionally stores it."""
     from pavenet.tracker import Tracker
     from training.evaluation.track_eval import iter_videos
-    from training.evaluation.tune import DUPLICATE_GRID, FINE, GRID, cache_videos, objective, tune
+    from training.evaluation.tune import FINE, GRID, cache_videos, objective, tune
 
     if (args.split or "val") != "val":
         raise PavenetError("--tune chooses thresholds on the val split only (test is for reporting)")
@@ -147,8 +147,7 @@ def _tune(args, datas: list[str], fixed: dict) -> int:
         return {k: v for k, v in table.items() if k not in fixed}
 
     videos = cache_videos(iter_videos(datas[0], args.videos, args.frames, args.seed, "val"))
-    best, trials = tune(tracker, videos, free(GRID), progress=not args.no_progress, fine=free(FINE),
-                        duplicate_grid=free(DUPLICATE_GRID))
+    best, trials = tune(tracker, videos, free(GRID), progress=not args.no_progress, fine=free(FINE))
     print(f"{'new_track_thr':>13} {'keep_thr':>8} {'dup_oks':>7} {'dup_iou':>7} {'kpt_thr':>7} {'AP':>6} {'MOTA':>7} "
           f"{'IDF1':>6} {'IDsw':>5} {'objective':>9}")
     for t in sorted(trials, key=lambda t: -objective(t.metrics)):

@@ -1,16 +1,17 @@
 """Choosing the tracker's thresholds on the val split (``pavenet-eval --tune``), never on test.
 
 The thresholds that decide which queries become, stay and stop being tracks (``new_track_thr``,
-``keep_thr``) change what is fed back, so each candidate pair re-runs the tracker over the same
-cached videos; ``keypoint_thr`` only changes which joints are reported, so its candidates re-score
-the best run. After the grid, each of ``new_track_thr`` and ``keep_thr`` tries half a step either
-side of the best, then ``duplicate_oks`` and ``duplicate_iou`` their candidates (one threshold at
-a time, keeping any improvement). The objective is the mean of OKS-AP, MOTA and IDF1 (the project's three targets).
+``keep_thr``, and the duplicate rules ``duplicate_oks``, ``duplicate_iou``) change what is fed
+back, so each candidate re-runs the tracker over the same cached videos. They interact (a lower
+``new_track_thr`` pays only with a stricter duplicate rule), so the search is coordinate descent:
+each threshold in turn sweeps its candidates with the others at their best so far, in passes
+until a pass changes nothing; then half steps around the best ``new_track_thr`` and ``keep_thr``.
+``keypoint_thr`` only changes which joints are reported, so its candidates re-score the best run.
+The objective is the mean of OKS-AP, MOTA and IDF1 (the project's three targets).
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 from tqdm import tqdm
@@ -18,10 +19,10 @@ from tqdm import tqdm
 from pavenet.contract import TrackerThresholds
 from training.evaluation.track_eval import EvalVideo, run_tracker, score
 
-GRID = {"new_track_thr": (0.2, 0.3, 0.4, 0.5, 0.6), "keep_thr": (0.1, 0.2, 0.3, 0.4, 0.5)}
-# Then, one threshold at a time from the grid's best: half steps around it, and the duplicate rules.
-FINE = {"new_track_thr": (-0.05, 0.05), "keep_thr": (-0.05, 0.05)}
-DUPLICATE_GRID = {"duplicate_oks": (0.4, 0.5, 0.6, 0.7), "duplicate_iou": (0.5, 0.7, 1.0)}
+GRID = {"new_track_thr": (0.2, 0.3, 0.4, 0.5, 0.6), "keep_thr": (0.1, 0.2, 0.3, 0.4, 0.5),
+        "duplicate_oks": (0.4, 0.5, 0.6, 0.7), "duplicate_iou": (0.5, 0.7, 1.0)}
+FINE = {"new_track_thr": (-0.05, 0.05), "keep_thr": (-0.05, 0.05)}  # offsets around the best
+MAX_PASSES = 3
 KEYPOINT_GRID = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
@@ -50,24 +51,23 @@ class Trial:
 
 
 def tune(tracker, videos: list[EvalVideo], grid: dict | None = None, keypoint_grid=KEYPOINT_GRID,
-         progress: bool = True, fine: dict | None = None,
-         duplicate_grid: dict | None = None) -> tuple[TrackerThresholds, list[Trial]]:
-    """Grid search, then the one-at-a-time refinements (``fine``, ``duplicate_grid``; ``{}`` skips
-    them); returns the best thresholds (starting from ``tracker.thresholds``) and every trial.
+         progress: bool = True, fine: dict | None = None) -> tuple[TrackerThresholds, list[Trial]]:
+    """Coordinate descent over ``grid`` from ``tracker.thresholds``, then the half steps of ``fine``
+    (``{}`` skips them), then ``keypoint_grid``; returns the best thresholds and every trial.
 
-    Pairs with ``keep_thr`` above ``new_track_thr`` are skipped (a new track would be lost at once).
+    Settings with ``keep_thr`` above ``new_track_thr`` are skipped (a new track would be lost at once).
     """
-    grid = grid or GRID
+    grid = GRID if grid is None else grid
+    fine = FINE if fine is None else fine
     base = tracker.thresholds
-    names = list(grid)
-    candidates = [dict(zip(names, values)) for values in itertools.product(*grid.values())]
-    candidates = [c for c in candidates if c.get("keep_thr", 0) <= c.get("new_track_thr", 1)]
-    trials, best, best_results = [], None, None
+    trials: list[Trial] = []
+    best: Trial | None = None
+    best_results = None
     bar = tqdm(desc="tune", unit="setting", disable=not progress, leave=False)
 
     def run(thresholds: TrackerThresholds) -> None:
         nonlocal best, best_results
-        if any(t.thresholds == thresholds for t in trials):
+        if thresholds.keep_thr > thresholds.new_track_thr or any(t.thresholds == thresholds for t in trials):
             return
         tracker.thresholds = thresholds
         results, _ = run_tracker(tracker, videos, progress=False)
@@ -76,17 +76,20 @@ def tune(tracker, videos: list[EvalVideo], grid: dict | None = None, keypoint_gr
         if best is None or trials[-1].value > best.value:
             best, best_results = trials[-1], results
 
-    for c in candidates:
-        run(base.override(**c))
-    for name, offsets in (fine if fine is not None else FINE).items():
+    run(base)
+    for _ in range(MAX_PASSES):
+        before = best.thresholds
+        for name, values in grid.items():
+            for value in values:
+                run(best.thresholds.override(**{name: value}))
+        if best.thresholds == before:
+            break
+    for name, offsets in fine.items():
         start = getattr(best.thresholds, name)
         for off in offsets:
-            candidate = best.thresholds.override(**{name: round(start + off, 3)})
-            if 0 < getattr(candidate, name) < 1 and candidate.keep_thr <= candidate.new_track_thr:
-                run(candidate)
-    for name, values in (duplicate_grid if duplicate_grid is not None else DUPLICATE_GRID).items():
-        for value in values:
-            run(best.thresholds.override(**{name: value}))
+            value = round(start + off, 3)
+            if 0 < value < 1:
+                run(best.thresholds.override(**{name: value}))
     bar.close()
     for kthr in keypoint_grid:
         if kthr == best.thresholds.keypoint_thr:
