@@ -53,8 +53,8 @@ def ms_deform_attn(values: list[torch.Tensor], locations: torch.Tensor, weights:
     for level, value in enumerate(values):
         grid = grids[:, :, level]
         sx, sy = cell_shift(tuple(value.shape[-2:]), image_size)
-        if sx or sy:
-            grid = grid + grid.new_tensor([2 * sx, 2 * sy])
+        if sx or sy:  # Python scalars, no tensor built from host data: the step stays CUDA-graph capturable
+            grid = torch.stack([grid[..., 0] + 2 * sx, grid[..., 1] + 2 * sy], -1)
         # grid_sample: [B*M, Dh, H, W] x [B*M, Q, P, 2] -> [B*M, Dh, Q, P]
         sampled = F.grid_sample(value, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         term = (sampled * w[:, None, :, level]).sum(-1)  # [B*M, Dh, Q]
@@ -153,8 +153,10 @@ class DeformableSelfAttention(nn.Module):
         b, s, _ = query.shape
         m, lv, p = self.heads, self.levels, self.points
         offsets = self.sampling_offsets(query).view(b, s, m, lv, p, 2)
-        sizes = torch.tensor([[w, h] for h, w in shapes], dtype=query.dtype, device=query.device)
-        locations = reference[:, :, None, None, None, :] + offsets / sizes[None, None, None, :, None, :]
+        # offsets are in cells of each level: divide by the level's (w, h), given as Python scalars
+        scaled = torch.stack([torch.stack([offsets[:, :, :, i, :, 0] / w, offsets[:, :, :, i, :, 1] / h], -1)
+                              for i, (h, w) in enumerate(shapes)], 3)
+        locations = reference[:, :, None, None, None, :] + scaled
         weights = self.attention_weights(query).view(b, s, m, lv * p).softmax(-1).view(b, s, m, lv, p)
         values = split_heads(self.value_proj(value), shapes, m)
         return self.output_proj(ms_deform_attn(values, locations, weights, self.image_size))
