@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="ONNX file to write (default: the checkpoint's name with .onnx)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     p.add_argument("--input-size", help="export at another input size, WxH (multiples of 32; default: the config's)")
+    p.add_argument("--queries", type=int, help="detect queries per frame (top-k proposals; default: the config's). "
+                                               "More than in training can find more people and better poses, "
+                                               "at a cost in speed: choose on val with pavenet-eval")
     p.add_argument("--fp16", action="store_true", help="store weights in float16 (inputs and outputs stay float32)")
     p.add_argument("--verify", action="store_true",
                    help="check the file with the ONNX checker and compare ONNX Runtime with PyTorch on a "
@@ -58,7 +61,7 @@ def _main(argv: list[str] | None) -> int:
 
     start = time.perf_counter()
     size = parse_size(args.input_size) if args.input_size else None
-    model = load_model(args.checkpoint, size)
+    model = load_model(args.checkpoint, size, args.queries)
     out = Path(args.output or Path(args.checkpoint).with_suffix(".onnx"))
     chosen = {k: v for k, v in (("new_track_thr", args.new_track_thr), ("keep_thr", args.keep_thr),
                                 ("max_lost", args.max_lost), ("duplicate_oks", args.duplicate_oks),
@@ -71,7 +74,7 @@ def _main(argv: list[str] | None) -> int:
         errors = verify_onnx(model, out)
         note = f", verified: max error keypoints {errors['keypoints']:.1e}, scores {errors['scores']:.1e}"
     if args.slim:
-        slim = slim_checkpoint(args.checkpoint, args.slim)
+        slim = slim_checkpoint(args.checkpoint, args.slim, model.cfg)  # the exported config, as run
         note += f"; slim checkpoint {slim} ({slim.stat().st_size / 2**20:.1f} MB)"
     mb = out.stat().st_size / 2**20
     print(f"exported {model.cfg.name} ({model.cfg.input_width}x{model.cfg.input_height}) to {out} "

@@ -23,12 +23,16 @@ from pavenet.model.pavenet import PAVENet, build_model
 from pavenet.model.step import StreamingStep
 
 
-def load_model(checkpoint: str | Path, input_size: tuple[int, int] | None = None) -> PAVENet:
-    """The model of a training checkpoint in eval mode (optionally at another input size)."""
+def load_model(checkpoint: str | Path, input_size: tuple[int, int] | None = None,
+               queries: int | None = None) -> PAVENet:
+    """The model of a training checkpoint in eval mode (optionally at another input size, or with
+    another number of detect queries: the top-k proposals become queries, so k is free at run time)."""
     state = load_checkpoint(checkpoint)
     cfg = checkpoint_config(state, checkpoint)
     if input_size is not None:
         cfg = cfg.override(input_width=input_size[0], input_height=input_size[1])
+    if queries is not None:
+        cfg = cfg.override(num_queries=queries)  # checked against the proposal tokens by the config
     model = build_model(cfg)
     try:
         model.load_state_dict(state["model"])
@@ -103,11 +107,14 @@ def set_thresholds(path: str | Path, thresholds: TrackerThresholds) -> Path:
     return path
 
 
-def slim_checkpoint(src: str | Path, dst: str | Path) -> Path:
+def slim_checkpoint(src: str | Path, dst: str | Path, model_config: ModelConfig | None = None) -> Path:
     """A shippable copy of a training checkpoint: model and RLE flows in float16, both configs and
     the layout; no optimizer or RNG state. It loads like any checkpoint (``--load-from``,
-    ``Tracker.from_checkpoint``, ``pavenet-export``; weights are cast back to float32)."""
+    ``Tracker.from_checkpoint``, ``pavenet-export``; weights are cast back to float32).
+    ``model_config`` replaces the stored one (the config an export ran with, e.g. more queries)."""
     state = load_checkpoint(src)
+    if model_config is not None:
+        state["model_config"] = model_config.to_dict()
     half = {k: {n: t.half() if t.is_floating_point() else t for n, t in state[k].items()}
             for k in ("model", "criterion") if isinstance(state.get(k), dict)}
     keep = {k: state[k] for k in ("model_config", "train_config", "layout", "step", "epoch", "metrics",

@@ -240,3 +240,20 @@ def test_interrupted_run_keeps_valid_outputs(tiny_files, tmp_path, monkeypatch, 
     doc = json.loads((out / "tracks.json").read_text())
     assert doc["num_frames"] == 5 and len((out / "tracks.csv").read_text().splitlines()) >= 1
     assert not list(out.glob(".*partial*")), "no temporary files are left"
+
+
+def test_export_with_more_queries_than_trained(tiny_files, tmp_path):
+    """``--queries`` changes how many proposals become detect queries; the ONNX metadata and the
+    slim checkpoint both carry the config the export ran with, so both runtimes agree."""
+    from export.cli import main as export_main
+
+    onnx_path, slim = tmp_path / "q.onnx", tmp_path / "q.pt"
+    queries = TINY.num_queries + 4
+    assert export_main([str(tiny_files["ckpt"]), "-o", str(onnx_path), "--queries", str(queries),
+                        "--slim", str(slim)]) == 0
+    a = Tracker.from_onnx(onnx_path, "cpu", new_track_thr=0.0)
+    b = Tracker.from_checkpoint(slim, "cpu", new_track_thr=0.0)
+    assert a.info.config.num_queries == queries and b.info.config.num_queries == queries
+    frame = np.full((64, 64, 3), 90, np.uint8)
+    assert len(a.update(frame)) == len(b.update(frame)) > 0
+    assert export_main([str(tiny_files["ckpt"]), "-o", str(tmp_path / "bad.onnx"), "--queries", "0"]) == 2

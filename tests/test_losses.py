@@ -158,4 +158,5 @@ def test_batched_criterion_equals_a_per_image_reference():
     for prefix, logits, kpts, sg, flow in stages:
         cls_ref, kpt_ref = _reference_stage_losses(logits, kpts, sg, people, flow, sig, n_total)
         assert abs(float(losses[f"{prefix}loss_cls"].detach()) - float(cls_ref)) < 1e-5, prefix
-        assert abs(float(losses[f"{prefix}loss_kpt"].detach()) - float(torch.as_tensor(kpt_ref).detach())) < 1e-5, prefix
+        kpt = float(losses[f"{prefix}loss_kpt"].detach())
+        assert abs(kpt - float(torch.as_tensor(kpt_ref).detach())) < 1e-5, prefix
