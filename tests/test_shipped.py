@@ -21,7 +21,7 @@ def test_shipped_files_are_small_and_described():
     onnx_file, ckpt = WEIGHTS / "pavenet-t.onnx", WEIGHTS / "pavenet-t.pt"
     assert onnx_file.stat().st_size < 25 * 2**20 and ckpt.stat().st_size < 12 * 2**20
     card = (WEIGHTS / "README.md").read_text()
-    for needle in ("pavenet-train", "pavenet-eval", "coco17", "256x256", "synthetic", "PoseTrack"):
+    for needle in ("pavenet-train", "pavenet-eval", "coco17", "320x256", "synthetic", "PoseTrack"):
         assert needle in card, needle
 
 
@@ -31,10 +31,10 @@ def test_shipped_onnx_metadata():
     proto = onnx.load(str(WEIGHTS / "pavenet-t.onnx"), load_external_data=False)
     meta = {p.key: p.value for p in proto.metadata_props}
     info = parse_metadata(meta, "pavenet-t.onnx")
-    assert info.config.name == "pavenet-t" and info.layout.name == "coco17" and info.input_size == (256, 256)
+    assert info.config.name == "pavenet-t" and info.layout.name == "coco17" and info.input_size == (320, 256)
     assert info.config.window == "causal"
     # chosen on the val split by `pavenet-eval --tune --write` (weights/README.md), stored in both files
-    assert info.thresholds.new_track_thr == 0.5 and info.thresholds.keep_thr == 0.5
+    assert info.thresholds.new_track_thr == 0.4 and info.thresholds.keep_thr == 0.5
     assert Tracker.from_checkpoint(WEIGHTS / "pavenet-t.pt", "cpu").thresholds == info.thresholds
     assert json.loads(meta["keypoint_layout"])["keypoints"] == list(COCO17.keypoints)
 
