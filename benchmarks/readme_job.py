@@ -19,15 +19,9 @@ import numpy as np
 
 from pavenet.draw import annotate
 from pavenet.layouts import get_layout
+from pavenet.oks import oks_matrix
 from pavenet.synth import generate_clip, suite_config
 from pavenet.tracker import Tracker
-
-
-def box_oks(pred: np.ndarray, gt: np.ndarray, visible: np.ndarray, area: np.ndarray, sigmas: np.ndarray):
-    """[P, G] OKS with the person's box area as the scale (as ``pavenet-eval``)."""
-    d2 = ((pred[:, None] - gt[None]) ** 2).sum(-1)  # [P, G, K]
-    e = d2 / (2 * (2 * sigmas) ** 2 * area[None, :, None])
-    return (np.exp(-e) * visible[None]).sum(-1) / np.maximum(visible.sum(-1), 1)[None]
 
 
 def main() -> None:
@@ -49,7 +43,7 @@ def main() -> None:
         vis = frame.keypoints[..., 2]
         boxes = frame.boxes
         area = np.maximum((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]), 1.0)
-        sim = box_oks(poses.keypoints, frame.keypoints[..., :2], vis > 0, area, sigmas) if len(poses) else None
+        sim = oks_matrix(poses.keypoints, frame.keypoints[..., :2], sigmas, vis > 0, area) if len(poses) else None
         for g, tid in enumerate(frame.track_ids):
             if not (vis[g] > 0).all():  # all 17 keypoints inside the frame (self-occlusion allowed)
                 continue

@@ -55,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tracker threshold override, e.g. --set new_track_thr=0.4 --set max_lost=30")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
     p.add_argument("--tune", action="store_true",
-                   help="choose new_track_thr, keep_thr and keypoint_thr on the val split (grid search, objective "
-                        "mean of AP, MOTA and IDF1) instead of reporting; never tunes on test")
+                   help="choose new_track_thr, keep_thr, duplicate_oks, duplicate_iou (coordinate descent) and "
+                        "keypoint_thr on the val split (objective mean of AP, MOTA and IDF1) instead of reporting; "
+                        "never tunes on test; thresholds given with --set stay fixed")
     p.add_argument("--write", action="store_true",
                    help="with --tune: store the chosen thresholds as the defaults in the --weights ONNX file (and in "
                         "the .pt checkpoint of the same name beside it, if there is one)")
