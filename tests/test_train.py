@@ -128,6 +128,10 @@ def test_checkpoint_of_another_config_is_refused(tmp_path, capsys):
                  "--load-from", str(work / "last.pt"))
     assert train_main(args) == 2
     assert "checkpoint of another model config: d_model=32 (wanted 64)" in capsys.readouterr().err
+    # The number of detect queries and the input size change no tensor: the weights start such a run.
+    args = _args(tmp_path / "c", "--epochs", "1", "--iters-per-epoch", "1", "--set", "num_queries=6",
+                 "--set", "input_width=96", "--load-from", str(work / "last.pt"))
+    assert train_main(args) == 0, capsys.readouterr().err
 
 
 def test_non_finite_losses_are_skipped_then_stop(tmp_path, capsys, monkeypatch):

@@ -64,13 +64,18 @@ def checkpoint_config(state: dict, path: str | Path = "checkpoint") -> ModelConf
     return cfg
 
 
-def check_compatible(state: dict, cfg: ModelConfig, path: str | Path) -> None:
-    """Raise if the checkpoint was made for another architecture or keypoint layout."""
+# Settings that change no tensor of the model: a checkpoint's weights start a run with other values.
+RUN_TIME_KEYS = frozenset({"name", "num_queries", "input_width", "input_height"})
+
+
+def check_compatible(state: dict, cfg: ModelConfig, path: str | Path, free: frozenset[str] = frozenset({"name"})) -> None:
+    """Raise if the checkpoint was made for another architecture or keypoint layout; the config
+    keys in ``free`` may differ (e.g. :data:`RUN_TIME_KEYS` when only the weights are taken)."""
     stored = checkpoint_config(state, path)
     if stored.layout != cfg.layout:
         raise PavenetError(f"{path}: checkpoint is for keypoint layout {stored.layout!r}, not {cfg.layout!r}")
     diff = {k: (v, getattr(cfg, k)) for k, v in stored.to_dict().items()
-            if k != "name" and getattr(cfg, k) != v}
+            if k not in free and getattr(cfg, k) != v}
     if diff:
         shown = ", ".join(f"{k}={a!r} (wanted {b!r})" for k, (a, b) in list(diff.items())[:4])
         raise PavenetError(f"{path}: checkpoint of another model config: {shown}")

@@ -9,7 +9,13 @@ import torch
 from torch import nn
 
 from pavenet.errors import PavenetError
-from pavenet.model.checkpoint import check_compatible, checkpoint_config, load_checkpoint, save_checkpoint
+from pavenet.model.checkpoint import (
+    RUN_TIME_KEYS,
+    check_compatible,
+    checkpoint_config,
+    load_checkpoint,
+    save_checkpoint,
+)
 from pavenet.model.config import ModelConfig
 
 
@@ -40,8 +46,8 @@ def load_weights(path: str | Path, model: nn.Module, criterion: nn.Module, model
     detection-stage model into a tracking model, or another input size). Returns what a partial
     load took, for the console."""
     state = load_checkpoint(path)
-    if not partial:
-        check_compatible(state, model_cfg, path)
+    if not partial:  # the weights fit whatever the input size and number of detect queries
+        check_compatible(state, model_cfg, path, RUN_TIME_KEYS)
         model.load_state_dict(state["model"])
         criterion.load_state_dict(state["criterion"])
         return None
