@@ -68,7 +68,8 @@ def checkpoint_config(state: dict, path: str | Path = "checkpoint") -> ModelConf
 RUN_TIME_KEYS = frozenset({"name", "num_queries", "input_width", "input_height"})
 
 
-def check_compatible(state: dict, cfg: ModelConfig, path: str | Path, free: frozenset[str] = frozenset({"name"})) -> None:
+def check_compatible(state: dict, cfg: ModelConfig, path: str | Path,
+                     free: frozenset[str] = frozenset({"name"})) -> None:
     """Raise if the checkpoint was made for another architecture or keypoint layout; the config
     keys in ``free`` may differ (e.g. :data:`RUN_TIME_KEYS` when only the weights are taken)."""
     stored = checkpoint_config(state, path)
