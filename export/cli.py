@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queries", type=int, help="detect queries per frame (top-k proposals; default: the config's). "
                                                "More than in training can find more people and better poses, "
                                                "at a cost in speed: choose on val with pavenet-eval")
+    p.add_argument("--refine-top", type=int, help="refine the track rows and only this many best-scored detect rows "
+                                                  "per frame (0 = all; default: the config's). Fewer is faster; "
+                                                  "rows below the new-track threshold are never shown")
     p.add_argument("--fp16", action="store_true", help="store weights in float16 (inputs and outputs stay float32)")
     p.add_argument("--verify", action="store_true",
                    help="check the file with the ONNX checker and compare ONNX Runtime with PyTorch on a "
@@ -61,7 +64,7 @@ def _main(argv: list[str] | None) -> int:
 
     start = time.perf_counter()
     size = parse_size(args.input_size) if args.input_size else None
-    model = load_model(args.checkpoint, size, args.queries)
+    model = load_model(args.checkpoint, size, args.queries, args.refine_top)
     out = Path(args.output or Path(args.checkpoint).with_suffix(".onnx"))
     chosen = {k: v for k, v in (("new_track_thr", args.new_track_thr), ("keep_thr", args.keep_thr),
                                 ("max_lost", args.max_lost), ("duplicate_oks", args.duplicate_oks),

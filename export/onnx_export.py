@@ -24,15 +24,18 @@ from pavenet.model.step import StreamingStep
 
 
 def load_model(checkpoint: str | Path, input_size: tuple[int, int] | None = None,
-               queries: int | None = None) -> PAVENet:
-    """The model of a training checkpoint in eval mode (optionally at another input size, or with
-    another number of detect queries: the top-k proposals become queries, so k is free at run time)."""
+               queries: int | None = None, refine_top: int | None = None) -> PAVENet:
+    """The model of a training checkpoint in eval mode (optionally at another input size, with
+    another number of detect queries: the top-k proposals become queries, so k is free at run
+    time, or with another ``refine_top``: how many detect rows the streaming step refines)."""
     state = load_checkpoint(checkpoint)
     cfg = checkpoint_config(state, checkpoint)
     if input_size is not None:
         cfg = cfg.override(input_width=input_size[0], input_height=input_size[1])
     if queries is not None:
         cfg = cfg.override(num_queries=queries)  # checked against the proposal tokens by the config
+    if refine_top is not None:
+        cfg = cfg.override(refine_top=refine_top)
     model = build_model(cfg)
     try:
         model.load_state_dict(state["model"])

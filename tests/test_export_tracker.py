@@ -257,3 +257,42 @@ def test_export_with_more_queries_than_trained(tiny_files, tmp_path):
     frame = np.full((64, 64, 3), 90, np.uint8)
     assert len(a.update(frame)) == len(b.update(frame)) > 0
     assert export_main([str(tiny_files["ckpt"]), "-o", str(tmp_path / "bad.onnx"), "--queries", "0"]) == 2
+
+
+def test_refine_top_refines_the_tracks_and_the_best_detections(tmp_path):
+    """``refine_top``: the streaming step refines the track rows and the best-scored detect rows
+    exactly as a full refinement would (rows are refined independently), the other rows keep the
+    decoder's pose; the ONNX export of it matches PyTorch for 0, 1 and 7 track queries."""
+    from export.onnx_export import export_onnx, num_tokens
+    from export.verify import verify_onnx
+    from pavenet.model.step import StreamingStep
+
+    torch.manual_seed(0)
+    full = build_model(TINY).eval()
+    for layer in full.refiner.layers:  # a trained refiner moves keypoints (a new one starts at zero)
+        torch.nn.init.normal_(layer.delta.weight, std=0.5)
+    top = build_model(TINY.override(refine_top=3)).eval()
+    top.load_state_dict(full.state_dict())
+    n, d, k = 2, TINY.d_model, TINY.num_keypoints
+    inputs = (torch.randint(0, 256, (1, 64, 64, 3), dtype=torch.uint8), torch.randn(1, n, d),
+              torch.rand(1, n, k, 2) * 0.6 + 0.2, torch.zeros(1, num_tokens(TINY), d), torch.zeros(1))
+    with torch.no_grad():
+        a, b = StreamingStep(full)(*inputs), StreamingStep(top)(*inputs)
+        decoder_pose = full.detect(*_first_frame(full, inputs))["keypoints"][-1]
+    scores = a[0][0]
+    rows = sorted([0, 1, *(scores[n:].topk(3).indices + n).tolist()])
+    others = [i for i in range(len(scores)) if i not in rows]
+    assert torch.allclose(a[1][0, rows], b[1][0, rows], atol=1e-6)
+    assert torch.allclose(b[1][0, others], decoder_pose[0, others], atol=1e-6)
+    assert not torch.allclose(a[1][0, others], b[1][0, others], atol=1e-4)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[3], b[3])
+    path = export_onnx(top, tmp_path / "top.onnx")
+    errors = verify_onnx(top, path)
+    assert errors["keypoints"] <= 1e-4
+
+
+def _first_frame(model, inputs):
+    """detect() arguments of StreamingStep's first frame (no valid previous tokens)."""
+    image, tq, tk = inputs[:3]
+    tokens = model.encode(image.permute(0, 3, 1, 2).float())
+    return tokens, model.window_tokens(tokens, [tokens]), tq, tk

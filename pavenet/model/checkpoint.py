@@ -65,7 +65,7 @@ def checkpoint_config(state: dict, path: str | Path = "checkpoint") -> ModelConf
 
 
 # Settings that change no tensor of the model: a checkpoint's weights start a run with other values.
-RUN_TIME_KEYS = frozenset({"name", "num_queries", "input_width", "input_height"})
+RUN_TIME_KEYS = frozenset({"name", "num_queries", "input_width", "input_height", "refine_top"})
 
 
 def check_compatible(state: dict, cfg: ModelConfig, path: str | Path,

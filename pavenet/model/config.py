@@ -43,6 +43,11 @@ class ModelConfig:
             ``centred`` {t-1, t, t+1} (offline, as in PAVE-Net).
         refine_layers, refine_points: keypoint refinement decoder depth (0 = none) and points per
             head, level and frame around each keypoint.
+        refine_top: at run time (the streaming step) the refiner sees the track rows and only the
+            ``refine_top`` best-scored detect rows (0 = all); the others keep the last decoder
+            layer's pose. Rows below the new-track threshold are never shown, so this saves time
+            without changing the tracks when fewer people than ``refine_top`` appear at once.
+            Training refines the matched rows whatever its value.
         track_reanchor: track queries first look at the current frame around their last pose and
             move their reference before the first decoder layer.
         dropout: dropout in attention and feed-forward blocks.
@@ -76,6 +81,7 @@ class ModelConfig:
     window: str = "causal"
     refine_layers: int = 2
     refine_points: int = 2
+    refine_top: int = 0
     track_reanchor: bool = True
     dropout: float = 0.0
     pose_embed: str = "sine"
@@ -98,8 +104,8 @@ class ModelConfig:
             problems.append(f"num_queries must be in 1..{self.num_proposal_tokens} (encoder tokens)")
         if self.window not in WINDOWS:
             problems.append(f"window must be one of {', '.join(WINDOWS)}")
-        if self.refine_layers < 0:
-            problems.append("refine_layers must be >= 0")
+        if self.refine_layers < 0 or self.refine_top < 0:
+            problems.append("refine_layers and refine_top must be >= 0")
         if self.pose_embed not in ("sine", "mlp"):
             problems.append("pose_embed must be 'sine' or 'mlp'")
         if problems:
