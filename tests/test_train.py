@@ -200,3 +200,31 @@ def test_settings_from_a_config_file_count_as_explicit(tmp_path):
     _, train_cfg, explicit = resolve_configs(args)
     assert {"pretrained_backbone", "enc_topk"} <= explicit
     assert train_cfg.pretrained_backbone is False and train_cfg.enc_topk == 4
+
+
+def test_sigterm_stops_after_the_step_with_a_resumable_checkpoint(tmp_path, capsys, monkeypatch):
+    """A signal only asks the loop to stop: the step in flight completes, last.pt holds it, the
+    command exits 130 and says how to continue; --resume then runs on from that step."""
+    import os
+    import signal
+
+    from training.loop.trainer import Trainer
+
+    real = Trainer._micro_step
+
+    def signalled(self, *args, **kwargs):
+        out = real(self, *args, **kwargs)
+        if self.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr(Trainer, "_micro_step", signalled)
+    work = tmp_path / "run"
+    assert train_main(_args(work, "--epochs", "1", "--iters-per-epoch", "6")) == 130
+    out = capsys.readouterr().out
+    assert "stopped pavenet-t by SIGTERM at step 2" in out and f"--resume {work / 'last.pt'}" in out
+    assert torch.load(work / "last.pt", weights_only=True)["step"] == 2
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, "the handler is removed after the run"
+    monkeypatch.setattr(Trainer, "_micro_step", real)
+    assert train_main(["--resume", str(work / "last.pt"), "--no-progress"]) == 0
+    assert torch.load(work / "last.pt", weights_only=True)["step"] == 6

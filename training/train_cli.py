@@ -7,6 +7,9 @@ Examples:
                   --backbone-weights resnet50-imagenet.pth --device cuda
     torchrun --nproc_per_node 4 -m training.train_cli --config pavenet-r50 --data coco:/data/coco
     pavenet-train --resume runs/pavenet-t-20261125-1830/last.pt
+
+Ctrl-C (or SIGTERM) stops a run after the current step with last.pt saved; --resume continues it
+from exactly there (a second Ctrl-C stops at once).
 """
 
 from __future__ import annotations
@@ -115,6 +118,11 @@ def _main(argv: list[str] | None) -> int:
                       mark_pretrained="pretrained_backbone" not in explicit)
     metrics = trainer.train(max_minutes=args.max_minutes)
     minutes = (time.perf_counter() - start) / 60
+    if trainer.stopped_by:
+        if trainer.dist.main:
+            print(f"stopped {model_cfg.name} by {trainer.stopped_by} at step {trainer.step} after {minutes:.1f} min; "
+                  f"continue with: pavenet-train --resume {work_dir / 'last.pt'}")
+        return 130
     if trainer.dist.main:
         shown = (f"val mean OKS {metrics['mean_oks']:.3f}, recall@OKS0.5 {metrics['recall_oks50']:.3f}"
                  if metrics else "no validation ran")

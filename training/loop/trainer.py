@@ -32,6 +32,7 @@ from training.loop.devices import device_memory_mb, peak_memory_mb, setup_distri
 from training.loop.diagnosis import Diagnoser, DiagnosisConfig
 from training.loop.logbook import IntervalMeter, RunLog
 from training.loop.sequence import TrainStep
+from training.loop.stop import StopRequest
 from training.loop.validation import Validator
 from training.objective.criterion import LossConfig, SetCriterion
 from training.objective.tracking import TrackRules
@@ -66,6 +67,7 @@ class Trainer:
                  backbone_weights: str | None = None,
                  synth: SynthConfig | None = None, progress: bool = True, mark_pretrained: bool = True):
         self.dist, self.device = setup_distributed(device)
+        self.stopped_by: str | None = None  # the signal that ended train() early, if one did
         if (backbone_weights or load_from) and not resume and mark_pretrained:
             cfg = cfg.override(pretrained_backbone=True)  # saved with the run, so a resume groups alike
         self.model_cfg, self.cfg, self.work_dir = model_cfg, cfg, Path(work_dir)
@@ -137,7 +139,15 @@ class Trainer:
 
     def train(self, max_minutes: float = 0.0) -> dict:
         """Run to the configured number of steps (or until ``max_minutes`` have passed: then
-        validate and save as at an epoch's end); returns the last validation metrics."""
+        validate and save as at an epoch's end); returns the last validation metrics. SIGINT or
+        SIGTERM ends the run after the current step with ``last.pt`` saved (:attr:`stopped_by`
+        names the signal)."""
+        with StopRequest() as stop:
+            metrics = self._loop(max_minutes, stop)
+        self.stopped_by = stop.signal_name
+        return metrics
+
+    def _loop(self, max_minutes: float, stop: StopRequest) -> dict:
         deadline = time.perf_counter() + 60 * max_minutes if max_minutes > 0 else float("inf")
         self._open_run()
         cfg, metrics = self.cfg, {}
@@ -154,8 +164,11 @@ class Trainer:
                     now = time.perf_counter()
                     self._log_interval(meter, bar, (now - t_last) / meter.steps)
                     meter, t_last = IntervalMeter(), now
-                if self.step % cfg.ckpt_interval == 0:
+                if self.step % cfg.ckpt_interval == 0 or stop.signal_name:
                     self.save("last.pt")
+                if stop.signal_name:
+                    tqdm.write(f"{stop.signal_name} received: stopped at step {self.step} with last.pt saved")
+                    break
                 if self.step % cfg.iters_per_epoch == 0:
                     metrics = self._end_epoch()
                 elif time.perf_counter() > deadline:
