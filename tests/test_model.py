@@ -74,3 +74,15 @@ def test_resnet_uses_torchvision_names(tmp_path):
     other.load_pretrained(str(tmp_path / "r18.pth"))
     assert torch.equal(other.layer3[1].conv2.weight, state["layer3.1.conv2.weight"])
     assert [c.shape[1] for c in other(torch.zeros(1, 3, 64, 64))] == [128, 256, 512]
+
+
+def test_spread_offsets_puts_each_heads_points_on_a_ray():
+    from pavenet.model.attention import WindowDeformableAttention, spread_offsets
+
+    attn = WindowDeformableAttention(8, heads=4, levels=2, frames=2, anchors=3, points=2)
+    spread_offsets(attn, 0.4)
+    bias = attn.sampling_offsets.bias.view(4, 2, 2, 3, 2, 2)  # heads, frames, levels, anchors, points, xy
+    expected = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]])  # right, down, left, up
+    for m in range(4):
+        for p, dist in enumerate((0.2, 0.4)):
+            assert torch.allclose(bias[m, :, :, :, p], (dist * expected[m]).expand(2, 2, 3, 2), atol=1e-6)

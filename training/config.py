@@ -56,6 +56,10 @@ class TrainConfig:
         max_bad_steps: consecutive non-finite steps tolerated before stopping.
         init_partial: ``--load-from`` copies only the tensors whose name and shape match (start a
             tracking model from a detection-stage checkpoint).
+        spread_offsets: at the start of a run (after ``--load-from``), move the sampling points of
+            the pose decoder, refiner and track re-anchoring off their keypoints onto per-head rays
+            of this radius (half-box units; 0 = leave them). Zero-initialised offsets at 0.1x lr
+            stay on the keypoint, so those layers see only the features under their current pose.
         synth_width, synth_height, synth_max_people: synthetic frame size and crowd size.
         diag_*: thresholds of the live diagnosis (:class:`training.loop.diagnosis.DiagnosisConfig`);
             diag_memory_mb 0 = 20 GB or 90 % of the device, whichever is smaller.
@@ -100,6 +104,7 @@ class TrainConfig:
     amp: bool = True
     max_bad_steps: int = 5
     init_partial: bool = False
+    spread_offsets: float = 0.0
     synth_width: int = 320
     synth_height: int = 240
     synth_max_people: int = 10

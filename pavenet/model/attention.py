@@ -209,3 +209,16 @@ class WindowDeformableAttention(nn.Module):
         heads = [v for value in values for v in split_heads(self.value_proj(value), shapes, m)]
         return self.output_proj(ms_deform_attn(heads, locations, weights.view(b, n, m, f * lv, a * p),
                                                self.image_size))
+
+
+@torch.no_grad()
+def spread_offsets(attn: WindowDeformableAttention, radius: float) -> None:
+    """Add a starting spread to ``attn``'s sampling offsets: head m's points lie on a ray in
+    direction 2*pi*m/M at distances radius * (p + 1) / P (in the layer's offset units: half the
+    pose box), as Deformable DETR starts its points, instead of all on the anchor."""
+    m, p = attn.heads, attn.points
+    theta = torch.arange(m, dtype=torch.float32) * (2 * math.pi / m)
+    ray = torch.stack([theta.cos(), theta.sin()], -1).view(m, 1, 1, 1, 1, 2)
+    dist = (torch.arange(1, p + 1, dtype=torch.float32) / p).view(1, 1, 1, 1, p, 1)
+    bias = attn.sampling_offsets.bias.view(m, attn.frames, attn.levels, attn.anchors, p, 2)
+    bias += radius * ray * dist

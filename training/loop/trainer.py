@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from pavenet.errors import PavenetError
 from pavenet.layouts import get_layout
+from pavenet.model.attention import WindowDeformableAttention, spread_offsets
 from pavenet.model.config import ModelConfig
 from pavenet.model.pavenet import build_model, param_groups
 from pavenet.synth import SynthConfig
@@ -91,6 +92,10 @@ class Trainer:
             message = load_weights(load_from, model, criterion, model_cfg, cfg.init_partial)
             if message:
                 tqdm.write(message)
+        if cfg.spread_offsets and not resume:
+            for module in model.modules():
+                if isinstance(module, WindowDeformableAttention):
+                    spread_offsets(module, cfg.spread_offsets)
         if resume:
             self.step, best = load_resume_state(resume, model, criterion, self.optimizer, model_cfg, self.device)
         # Some parameters get no gradient in some steps (e.g. RLE flows on a frame without people).
