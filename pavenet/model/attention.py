@@ -66,12 +66,9 @@ def ms_deform_attn(values: list[torch.Tensor], locations: torch.Tensor, weights:
 def split_heads(value: torch.Tensor, shapes: list[tuple[int, int]], heads: int) -> list[torch.Tensor]:
     """[B, S, D] flattened levels -> L tensors [B*M, D/M, H_l, W_l]."""
     b, _, d = value.shape
-    out, start = [], 0
-    for h, w in shapes:
-        v = value[:, start:start + h * w]  # [B, h*w, D]
-        out.append(v.transpose(1, 2).reshape(b * heads, d // heads, h, w))
-        start += h * w
-    return out
+    # One split, not a slice per level: a slice's backward zero-fills a full [B, S, D] gradient each.
+    parts = value.split([h * w for h, w in shapes], 1)  # [B, h*w, D] each
+    return [v.transpose(1, 2).reshape(b * heads, d // heads, h, w) for v, (h, w) in zip(parts, shapes)]
 
 
 class MultiHeadAttention(nn.Module):
