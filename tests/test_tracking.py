@@ -11,7 +11,7 @@ from tests.test_model import TINY
 from training.data.dataset import ClipDataset, SyntheticSource, collate
 from training.loop.sequence import TrainStep
 from training.objective.criterion import LossConfig, SetCriterion
-from training.objective.matcher import HungarianMatcher, TargetBatch, Targets, assign, match_topk
+from training.objective.matcher import HungarianMatcher, TargetBatch, Targets, assign, extend_topk, match_topk
 from training.objective.tracking import (
     TrackBatch,
     TrackRules,
@@ -86,6 +86,20 @@ def test_one_to_many_encoder_matching():
     assert len(rows) == len(cols) == 0
     rows, cols = match_topk(cost[:, :2], np.array([2]), 3)[0]  # fewer proposals than k
     assert sorted(rows.tolist()) == [0, 1]
+
+
+def test_hybrid_layers_add_detect_positives_to_a_one_to_one_match():
+    """dec_topk: a one-to-one match (track row 0 on person 1, detect row 3 on person 0) gains each
+    person's next cheapest detect rows; track rows and already-matched rows are not taken again."""
+    cost = np.full((6, 2), 10.0)  # rows 0-1 are track queries, 2-5 detect queries
+    cost[:, 0] = [0.0, 9, 0.4, 0.1, 0.3, 9]
+    cost[:, 1] = [0.0, 9, 0.2, 9, 0.5, 0.6]
+    one = (np.array([3, 0]), np.array([0, 1]))
+    rows, cols = extend_topk(cost, one, n_tracks=2, k=3)
+    # person 0 wants rows 4, 2; person 1 wants rows 2, 4: each row goes to the cheaper person
+    assert dict(zip(rows.tolist(), cols.tolist())) == {3: 0, 4: 0, 0: 1, 2: 1}
+    assert cols.tolist() == sorted(cols.tolist())
+    assert extend_topk(cost, one, 2, 1) is one and extend_topk(cost[:, :0], one, 2, 3) is one
 
 
 def test_hard_assignment():

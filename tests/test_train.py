@@ -1,6 +1,7 @@
 """pavenet-train end to end on tiny configs (seconds, CPU)."""
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -228,3 +229,23 @@ def test_sigterm_stops_after_the_step_with_a_resumable_checkpoint(tmp_path, caps
     monkeypatch.setattr(Trainer, "_micro_step", real)
     assert train_main(["--resume", str(work / "last.pt"), "--no-progress"]) == 0
     assert torch.load(work / "last.pt", weights_only=True)["step"] == 6
+
+
+def test_hybrid_layer_matching_trains(tmp_path, monkeypatch):
+    """dec_topk > 1: intermediate decoder layers get more positives than the one-to-one last layer."""
+    from training.objective.criterion import SetCriterion
+
+    counts = []
+    real = SetCriterion.match
+
+    def spy(self, *args, **kwargs):
+        enc, layers, probs = real(self, *args, **kwargs)
+        if len(layers) > 1:
+            counts.append((sum(len(r) for r, _ in layers[0]), sum(len(r) for r, _ in layers[-1])))
+        return enc, layers, probs
+
+    monkeypatch.setattr(SetCriterion, "match", spy)
+    work = tmp_path / "run"
+    assert train_main(_args(work, "--epochs", "1", "--iters-per-epoch", "2", "--set", "dec_topk=3")) == 0
+    assert all(first >= last for first, last in counts) and any(first > last for first, last in counts)
+    assert all(math.isfinite(x["d0.loss_kpt"]) for x in _log(work) if x.get("mode") == "train")

@@ -44,6 +44,10 @@ class TrainConfig:
             as mmpose) or ``coordinate`` (averaged over coordinates; the first shipped model).
         enc_topk: each person's this-many cheapest encoder proposals are positives (one-to-many
             matching of the dense proposal stage, H-DETR); 1 = one-to-one Hungarian.
+        dec_topk: hybrid layers (H-DETR): in every decoder layer but the last, each person also
+            takes its next ``dec_topk - 1`` cheapest detect queries as positives (more pose
+            targets for those layers); the last layer stays one-to-one, so the output has no
+            duplicates to remove. 1 = one-to-one everywhere.
         loss_cls, loss_kpt, loss_oks: loss weights.
         cls_target: ``oks`` (varifocal loss towards each matched pose's OKS, so scores rank pose
             quality) or ``binary`` (PETR's focal loss towards 1 for every matched query).
@@ -91,6 +95,7 @@ class TrainConfig:
     track_feed: str = "refined"
     rle_reduction: str = "coordinate"
     enc_topk: int = 1
+    dec_topk: int = 1
     loss_cls: float = 1.0
     loss_kpt: float = 1.0
     loss_oks: float = 0.0
@@ -133,8 +138,8 @@ class TrainConfig:
             raise PavenetError("rle_reduction must be 'person' or 'coordinate'")
         if self.cls_target not in ("oks", "binary"):
             raise PavenetError("cls_target must be 'oks' or 'binary'")
-        if self.enc_topk < 1:
-            raise PavenetError("enc_topk must be >= 1")
+        if self.enc_topk < 1 or self.dec_topk < 1:
+            raise PavenetError("enc_topk and dec_topk must be >= 1")
         if not 1 <= self.grad_frames <= self.seq_length:
             raise PavenetError("grad_frames must be between 1 and seq_length")
 

@@ -43,7 +43,8 @@ def build_criterion(model_cfg: ModelConfig, cfg: TrainConfig) -> SetCriterion:
     """The criterion and track rules a training config describes."""
     loss_cfg = LossConfig(loss_cls=cfg.loss_cls, loss_kpt=cfg.loss_kpt, loss_oks=cfg.loss_oks,
                           cls_target=cfg.cls_target, rle_reduction=cfg.rle_reduction,
-                          sigma_relative=model_cfg.sigma_relative, enc_topk=cfg.enc_topk)
+                          sigma_relative=model_cfg.sigma_relative, enc_topk=cfg.enc_topk,
+                          dec_topk=cfg.dec_topk)
     rules = TrackRules(assignment=cfg.track_assignment, bonus=cfg.track_bonus, keep_thr=cfg.track_keep_thr,
                        max_lost=cfg.track_max_lost, drop=cfg.track_drop, fp=cfg.track_fp, reset=cfg.track_reset)
     return SetCriterion(torch.tensor(get_layout(model_cfg.layout).sigmas), model_cfg.decoder_layers, loss_cfg, rules)

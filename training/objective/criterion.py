@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch import nn
 
 from training.objective.losses import RealNVP, paired_oks, rle_loss, sigmoid_focal_loss, varifocal_loss
-from training.objective.matcher import HungarianMatcher, TargetBatch, match_all, match_topk, to_host
+from training.objective.matcher import HungarianMatcher, TargetBatch, extend_topk, match_all, match_topk, to_host
 from training.objective.tracking import TrackBatch, TrackRules, match_image, pinned
 
 Match = tuple[np.ndarray, np.ndarray]  # (query indices, target indices) of one image
@@ -49,6 +49,7 @@ class LossConfig:
     rle_reduction: str = "coordinate"
     sigma_relative: bool = True
     enc_topk: int = 1
+    dec_topk: int = 1
 
 
 def layer_prefix(layer: int, num_layers: int) -> str:
@@ -128,6 +129,10 @@ class SetCriterion(nn.Module):
         layers = [[match_image(dec_cost[layer, b, :, :counts[b]], tracks.follow[b], tracks.valid[b],
                                tgt.ids_host[b, :counts[b]], self.rules)
                    for b in range(len(tgt))] for layer in range(dec_cost.shape[0])]
+        if self.cfg.dec_topk > 1:  # hybrid layers: more positives in every layer but the last
+            for layer in range(len(layers) - 1):
+                layers[layer] = [extend_topk(dec_cost[layer, b, :, :counts[b]], m, tracks.size, self.cfg.dec_topk)
+                                 for b, m in enumerate(layers[layer])]
         enc = None
         if all_stages:
             k = self.cfg.enc_topk

@@ -185,6 +185,28 @@ def match_topk(cost: np.ndarray, counts: np.ndarray, k: int) -> list[tuple[np.nd
     return out
 
 
+def extend_topk(cost: np.ndarray, match: tuple[np.ndarray, np.ndarray], n_tracks: int,
+                k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Add one-to-many positives to a one-to-one ``match`` (H-DETR's hybrid layers): each person
+    also takes its ``k - 1`` cheapest detect queries (rows >= ``n_tracks``) that are not matched
+    yet; a query wanted by several people goes to the cheapest. Track rows keep their match.
+
+    Host cost [N + Q, G] (real people only) -> (query indices, target indices), sorted by target.
+    """
+    rows, cols = match
+    g = cost.shape[1]
+    c = cost[n_tracks:].copy()  # [Q, G]
+    if g == 0 or len(c) == 0 or k <= 1:
+        return match
+    c[rows[rows >= n_tracks] - n_tracks] = np.inf
+    extra = match_topk(c[None], np.array([g]), k - 1)[0]
+    keep = np.isfinite(c[extra[0], extra[1]])
+    rows = np.concatenate([rows, extra[0][keep] + n_tracks]).astype(np.int64)
+    cols = np.concatenate([cols, extra[1][keep]]).astype(np.int64)
+    order = np.argsort(cols, kind="stable")
+    return rows[order], cols[order]
+
+
 def to_host(*tensors: torch.Tensor) -> list[np.ndarray]:
     """Copy several device tensors to the host in one transfer (one sync)."""
     if not tensors:
