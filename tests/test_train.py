@@ -249,3 +249,27 @@ def test_hybrid_layer_matching_trains(tmp_path, monkeypatch):
     assert train_main(_args(work, "--epochs", "1", "--iters-per-epoch", "2", "--set", "dec_topk=3")) == 0
     assert all(first >= last for first, last in counts) and any(first > last for first, last in counts)
     assert all(math.isfinite(x["d0.loss_kpt"]) for x in _log(work) if x.get("mode") == "train")
+
+
+def test_a_signal_to_the_whole_process_group_stops_cleanly(tmp_path):
+    """Ctrl-C in a terminal or a scheduler's kill reaches the data workers too: they ignore it, and
+    the run (with a worker process) stops after its step with last.pt saved, exit status 130."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    work = tmp_path / "run"
+    args = _args(work, "--epochs", "1", "--iters-per-epoch", "500")
+    args[args.index("--workers") + 1] = "1"
+    proc = subprocess.Popen([sys.executable, "-m", "training.train_cli", *args], cwd=Path(__file__).parents[1],
+                            start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = work / "log.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not (log.exists() and '"train"' in log.read_text()):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "stopped pavenet-t by SIGTERM" in out and "Traceback" not in err
+    assert torch.load(work / "last.pt", weights_only=True)["step"] >= 1

@@ -35,3 +35,11 @@ class StopRequest:
         for s, old in self._old.items():
             signal.signal(s, old)
         self._old = {}
+
+
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """DataLoader ``worker_init_fn``: a worker ignores SIGINT and SIGTERM, so a signal sent to
+    the whole process group (Ctrl-C in a terminal, a scheduler's ``kill``) reaches the run through
+    the main process, which stops cleanly and shuts its workers down itself."""
+    for s in StopRequest.SIGNALS:
+        signal.signal(s, signal.SIG_IGN)

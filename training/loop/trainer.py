@@ -33,7 +33,7 @@ from training.loop.devices import device_memory_mb, peak_memory_mb, setup_distri
 from training.loop.diagnosis import Diagnoser, DiagnosisConfig
 from training.loop.logbook import IntervalMeter, RunLog
 from training.loop.sequence import TrainStep
-from training.loop.stop import StopRequest
+from training.loop.stop import StopRequest, ignore_stop_signals
 from training.loop.validation import Validator
 from training.objective.criterion import LossConfig, SetCriterion
 from training.objective.tracking import TrackRules
@@ -279,5 +279,5 @@ class Trainer:
         sampler = StepSampler(self.cfg.batch_size, micro_start, micro_end, self.dist.rank, self.dist.world)
         return DataLoader(self.train_set, batch_size=self.cfg.batch_size, sampler=sampler, collate_fn=collate,
                           num_workers=self.cfg.workers, persistent_workers=self.cfg.workers > 0,
-                          pin_memory=self.device.type == "cuda",
+                          pin_memory=self.device.type == "cuda", worker_init_fn=ignore_stop_signals,
                           prefetch_factor=4 if self.cfg.workers else None)
