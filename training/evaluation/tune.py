@@ -55,7 +55,8 @@ def tune(tracker, videos: list[EvalVideo], grid: dict | None = None, keypoint_gr
     """Coordinate descent over ``grid`` from ``tracker.thresholds``, then the half steps of ``fine``
     (``{}`` skips them), then ``keypoint_grid``; returns the best thresholds and every trial.
 
-    Settings with ``keep_thr`` above ``new_track_thr`` are skipped (a new track would be lost at once).
+    ``keep_thr`` may exceed ``new_track_thr`` (a new track must then score higher in its next
+    frames to stay: the shipped stage-4 setting was such a pair).
     """
     grid = GRID if grid is None else grid
     fine = FINE if fine is None else fine
@@ -67,7 +68,7 @@ def tune(tracker, videos: list[EvalVideo], grid: dict | None = None, keypoint_gr
 
     def run(thresholds: TrackerThresholds) -> None:
         nonlocal best, best_results
-        if thresholds.keep_thr > thresholds.new_track_thr or any(t.thresholds == thresholds for t in trials):
+        if any(t.thresholds == thresholds for t in trials):
             return
         tracker.thresholds = thresholds
         results, _ = run_tracker(tracker, videos, progress=False)
