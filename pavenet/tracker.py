@@ -5,6 +5,9 @@ Identity lifecycle (thresholds in :class:`pavenet.contract.TrackerThresholds`):
   duplicates an active track (OKS >= ``duplicate_oks``, or pose-box IoU >= ``duplicate_iou``) or
   revives a lost one (OKS >= ``revive_oks`` against the lost track's last pose: it takes that
   track's ID back);
+- a new track that scored below ``keep_thr`` is *tentative*: it is shown only once its track
+  query scores >= ``keep_thr`` in a later frame, and retired unseen if it does not at once (a
+  one-frame false or duplicate detection never flickers on screen);
 - a track stays active while its track query scores >= ``keep_thr``; when two active tracks
   converge on one person (OKS >= ``duplicate_oks`` both ways) the newer one is retired;
 - below that it is *lost*: it is kept and still fed back to the model for ``max_lost`` frames,
@@ -40,6 +43,7 @@ class _Track:
     score: float
     keypoint_scores: np.ndarray  # [K]
     lost: int = 0
+    confirmed: bool = True  # False: born below keep_thr and not yet seen again (not shown)
     smoother: OneEuro | None = field(default=None, repr=False)
 
 
@@ -127,6 +131,9 @@ class Tracker:
             track.hidden = h
             if s >= th.keep_thr:
                 track.keypoints, track.keypoint_scores, track.score, track.lost = kp, ks, float(s), 0
+                track.confirmed = True
+            elif not track.confirmed:
+                continue  # a tentative track not seen again is retired unseen
             else:
                 track.lost += 1  # keep its last confident pose as the reference it is fed back with
             if track.lost <= th.max_lost:
@@ -165,7 +172,8 @@ class Tracker:
                 track.hidden, track.keypoints, track.keypoint_scores = hidden[i], kps[i], kscores[i]
                 track.score, track.lost = float(scores[i]), 0
                 continue
-            self._tracks.append(_Track(self._next_id, hidden[i], kps[i], float(scores[i]), kscores[i]))
+            self._tracks.append(_Track(self._next_id, hidden[i], kps[i], float(scores[i]), kscores[i],
+                                       confirmed=scores[i] >= th.keep_thr))
             self._next_id += 1
 
     def _duplicates(self, pose: np.ndarray, active: np.ndarray) -> bool:
@@ -176,7 +184,7 @@ class Tracker:
         return th.duplicate_iou < 1.0 and pose_box_iou(pose, active).max() >= th.duplicate_iou
 
     def _poses(self, matrix: np.ndarray) -> Poses:
-        visible = [t for t in self._tracks if t.lost == 0]
+        visible = [t for t in self._tracks if t.lost == 0 and t.confirmed]
         if not visible:
             return Poses.empty(self.layout)
         kps = np.stack([to_frame_pixels(t.keypoints, self.info.input_size, matrix) for t in visible])

@@ -16,7 +16,7 @@ def test_eval_cli_tiny_suite_both_trackers(tiny_files, tmp_path, capsys):  # noq
     out = tmp_path / "eval"
     code = eval_main(["--weights", str(tiny_files["onnx"]), "--data", "synthetic:crossing", "--tracker", "pavenet",
                       "--tracker", "baseline", "--videos", "1", "--frames", "6", "--out", str(out), "--no-progress",
-                      "--set", "new_track_thr=0.0"])
+                      "--set", "new_track_thr=0.0", "--set", "keep_thr=0.0"])
     assert code == 0
     text = capsys.readouterr().out
     assert "synthetic:crossing" in text and "baseline" in text and "IDF1" in text

@@ -67,7 +67,7 @@ def test_runtime_tracks_without_torch(tiny_files):
     code = BLOCK_TORCH + f"""
 import numpy as np
 from pavenet import Tracker
-t = Tracker.from_onnx({str(tiny_files['onnx'])!r}, "cpu", new_track_thr=0.0)
+t = Tracker.from_onnx({str(tiny_files['onnx'])!r}, "cpu", new_track_thr=0.0, keep_thr=0.0)
 for _ in range(3):
     poses = t.update(np.zeros((90, 120, 3), np.uint8))
 assert len(poses) > 0 and poses.keypoints.shape[1:] == (17, 2)
@@ -143,6 +143,19 @@ def test_duplicate_iou_suppresses_a_second_pose_of_one_person():
     assert ids == [[0], [0]], "IoU >= duplicate_iou: the same person, no new track"
 
 
+def test_a_weak_new_track_is_shown_only_once_its_query_confirms_it():
+    """Born below keep_thr: tentative (not shown); shown when its track query scores >= keep_thr
+    next; retired unseen when it does not (a one-frame false detection never flickers)."""
+    weak, strong = (0.4, 0.3), (0.9, 0.7)
+    # the strong detection (ID 0) is accepted first; track rows come in ID order
+    ids, fed = _run([([], [weak, strong]), ([strong, (0.8, 0.3)], []), ([strong, (0.8, 0.3)], [])],
+                    new_track_thr=0.3, keep_thr=0.5)
+    assert ids == [[0], [0, 1], [0, 1]], "the weak one appears when confirmed, with the ID it was born with"
+    ids, fed = _run([([], [weak, strong]), ([strong, (0.2, 0.3)], []), ([strong], [])],
+                    new_track_thr=0.3, keep_thr=0.5)
+    assert ids == [[0], [0], [0]] and fed == [0, 2, 1], "not confirmed: retired at once, never shown or fed again"
+
+
 def test_lifecycle_two_tracks_on_one_person_merge_into_the_older_id():
     a, b = (0.9, 0.3), (0.9, 0.7)
     script = [([], [a, b]), ([a, (0.9, 0.31)], []), ([a], [])]
@@ -154,7 +167,7 @@ def test_lifecycle_two_tracks_on_one_person_merge_into_the_older_id():
 def test_track_cli_on_a_video(tiny_files, tmp_path, capsys):
     out = tmp_path / "out"
     assert track_main([str(tiny_files["video"]), "--weights", str(tiny_files["onnx"]), "--output", str(out),
-                       "--conf", "0.0", "--trails", "--smooth", "--quiet"]) == 0
+                       "--conf", "0.0", "--keep", "0.0", "--trails", "--smooth", "--quiet"]) == 0
     summary = capsys.readouterr().out
     assert "tracked 12 frames" in summary and "tracks.json" in summary
     assert len(read_video(out / "video.mp4")) == 12
@@ -235,7 +248,7 @@ def test_interrupted_run_keeps_valid_outputs(tiny_files, tmp_path, monkeypatch, 
     monkeypatch.setattr(Tracker, "update", flaky)
     out = tmp_path / "out"
     assert track_main([str(tiny_files["video"]), "--weights", str(tiny_files["onnx"]), "--output", str(out),
-                       "--conf", "0.0", "--quiet"]) == code
+                       "--conf", "0.0", "--keep", "0.0", "--quiet"]) == code
     assert len(read_video(out / "video.mp4")) == 5, "the frames before the failure are a playable video"
     doc = json.loads((out / "tracks.json").read_text())
     assert doc["num_frames"] == 5 and len((out / "tracks.csv").read_text().splitlines()) >= 1
@@ -251,8 +264,8 @@ def test_export_with_more_queries_than_trained(tiny_files, tmp_path):
     queries = TINY.num_queries + 4
     assert export_main([str(tiny_files["ckpt"]), "-o", str(onnx_path), "--queries", str(queries),
                         "--slim", str(slim)]) == 0
-    a = Tracker.from_onnx(onnx_path, "cpu", new_track_thr=0.0)
-    b = Tracker.from_checkpoint(slim, "cpu", new_track_thr=0.0)
+    a = Tracker.from_onnx(onnx_path, "cpu", new_track_thr=0.0, keep_thr=0.0)
+    b = Tracker.from_checkpoint(slim, "cpu", new_track_thr=0.0, keep_thr=0.0)
     assert a.info.config.num_queries == queries and b.info.config.num_queries == queries
     frame = np.full((64, 64, 3), 90, np.uint8)
     assert len(a.update(frame)) == len(b.update(frame)) > 0
