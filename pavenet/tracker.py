@@ -205,4 +205,5 @@ class Tracker:
 
     @property
     def active_tracks(self) -> int:
-        return sum(t.lost == 0 for t in self._tracks)
+        """Tracks shown this frame (tentative ones are not)."""
+        return sum(t.lost == 0 and t.confirmed for t in self._tracks)

@@ -105,7 +105,10 @@ def _run(script, **thr):
     backend = FakeBackend()
     backend.script = list(script)
     tracker = Tracker(backend, TrackerThresholds(max_lost=2).override(**thr))
-    ids = [tracker.update(np.zeros((64, 64, 3), np.uint8)).track_ids.tolist() for _ in script]
+    ids = []
+    for _ in script:
+        ids.append(tracker.update(np.zeros((64, 64, 3), np.uint8)).track_ids.tolist())
+        assert tracker.active_tracks == len(ids[-1]), "the count the progress bar shows is what is drawn"
     return ids, backend.seen_tracks
 
 
