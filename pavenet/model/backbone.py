@@ -87,6 +87,7 @@ class ResNet(nn.Module):
     """ResNet-18/34/50 trunk (no classifier).
 
     forward: [B, 3, H, W] -> [C3 [B, c, H/8, W/8], C4 [.., H/16, ..], C5 [.., H/32, ..]]
+    (``with_fine``: also C2 [B, fine_channels, H/4, W/4] first).
     """
 
     def __init__(self, depth: str = "resnet50", frozen_bn: bool = False):
@@ -104,13 +105,15 @@ class ResNet(nn.Module):
                 cin = planes * block.expansion
             setattr(self, f"layer{i + 1}", nn.Sequential(*layers))
         self.out_channels = tuple(c * block.expansion for c in (128, 256, 512))
+        self.fine_channels = 64 * block.expansion
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, x: torch.Tensor, with_fine: bool = False):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         c2 = self.layer1(x)
         c3 = self.layer2(c2)
         c4 = self.layer3(c3)
-        return [c3, c4, self.layer4(c4)]
+        feats = [c3, c4, self.layer4(c4)]
+        return (c2, feats) if with_fine else feats
 
     def load_pretrained(self, path: str) -> None:
         """Load torchvision ImageNet weights (the classifier ``fc.*`` is ignored)."""
@@ -144,6 +147,7 @@ class LightBackbone(nn.Module):
     """Plain 3x3 conv net for CPU real time (about 1.3M parameters at width 1.0).
 
     forward: [B, 3, H, W] -> [C3 [B, 64w, H/8, W/8], C4 [B, 128w, H/16, ..], C5 [B, 192w, H/32, ..]]
+    (``with_fine``: also the stem's output [B, 32w, H/4, W/4] first).
     """
 
     def __init__(self, width: float = 1.0):
@@ -154,11 +158,14 @@ class LightBackbone(nn.Module):
         self.stage4 = nn.Sequential(conv_bn(c[2], c[3], 2), _Residual(c[3]), _Residual(c[3]))
         self.stage5 = nn.Sequential(conv_bn(c[3], c[4], 2), _Residual(c[4]))
         self.out_channels = (c[2], c[3], c[4])
+        self.fine_channels = c[1]
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        c3 = self.stage3(self.stem(x))
+    def forward(self, x: torch.Tensor, with_fine: bool = False):
+        c2 = self.stem(x)
+        c3 = self.stage3(c2)
         c4 = self.stage4(c3)
-        return [c3, c4, self.stage5(c4)]
+        feats = [c3, c4, self.stage5(c4)]
+        return (c2, feats) if with_fine else feats
 
 
 def build_backbone(name: str, width: float = 1.0, frozen_bn: bool = False) -> nn.Module:

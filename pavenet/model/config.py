@@ -59,6 +59,11 @@ class ModelConfig:
             sigmas in whole-image units (the first shipped model).
         align_centres: feature cells are centred where the stride-2 convolutions centre them
             (pixel ``s * j`` at stride ``s``) rather than at ``(j + 0.5) * s``.
+        fine_grid: after the refiner, a stride-4 head (:class:`pavenet.model.fine.FineKeypointHead`)
+            scores a ``fine_grid`` x ``fine_grid`` grid of stride-4 cells around each keypoint and
+            moves it to their softmax-weighted mean (integral regression on the backbone's
+            stride-4 features, which the stride-8+ levels cannot resolve for small people).
+            Logged as one more ``dN.loss_kpt_refine``. 0 = none; odd sizes only.
     """
 
     name: str = "pavenet-t"
@@ -87,6 +92,7 @@ class ModelConfig:
     pose_embed: str = "sine"
     sigma_relative: bool = True
     align_centres: bool = True
+    fine_grid: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -106,6 +112,8 @@ class ModelConfig:
             problems.append(f"window must be one of {', '.join(WINDOWS)}")
         if self.refine_layers < 0 or self.refine_top < 0:
             problems.append("refine_layers and refine_top must be >= 0")
+        if self.fine_grid and (self.fine_grid < 3 or self.fine_grid % 2 == 0 or not self.refine_layers):
+            problems.append("fine_grid must be 0 or an odd size >= 3, and needs refine_layers >= 1")
         if self.pose_embed not in ("sine", "mlp"):
             problems.append("pose_embed must be 'sine' or 'mlp'")
         if problems:

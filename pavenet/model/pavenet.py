@@ -12,7 +12,8 @@ Data flow for one frame (PETR / PAVE-Net, with track queries):
    {t-1, t, t+1}): self-attention, pose-aware deformable cross-attention that samples each
    window frame at the person's pose in that frame, feed-forward; every layer predicts scores
    and refines the keypoints;
-6. keypoint refinement decoder: per-keypoint queries sample around each keypoint in the window.
+6. keypoint refinement decoder: per-keypoint queries sample around each keypoint in the window;
+   with ``fine_grid``, a stride-4 head then moves each keypoint within a small grid of cells.
 
 The tokens of a frame are computed once and reused while the frame stays in the window: the
 caller passes the previous (and next) frame's ``tokens`` back in as ``context``.
@@ -82,7 +83,7 @@ class PAVENet(nn.Module):
         self.query_proj = nn.Sequential(nn.Linear(d, d), nn.LayerNorm(d))
         self.reanchor = TrackReanchor(cfg) if cfg.track_reanchor else None
         self.decoder = PoseDecoder(cfg)
-        self.refiner = KeypointRefiner(cfg) if cfg.refine_layers else None
+        self.refiner = KeypointRefiner(cfg, self.backbone.fine_channels) if cfg.refine_layers else None
         self.current = cfg.window_offsets.index(0)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -91,14 +92,24 @@ class PAVENet(nn.Module):
     def level_shapes(self) -> list[tuple[int, int]]:
         return [(self.cfg.input_height // s, self.cfg.input_width // s) for s in self.cfg.strides]
 
+    @property
+    def uses_fine(self) -> bool:
+        """Whether :meth:`refine` needs the frame's stride-4 map (a ``fine_grid`` head)."""
+        return self.refiner is not None and self.refiner.fine is not None
+
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """images [B, 3, H, W] RGB 0-255 -> tokens [B, S_all, D] of every level (finest first).
 
         The coarsest ``encoder_levels`` levels went through the deformable encoder; the finer
         ones are the neck's features (sampled by the decoder for small people).
         """
+        return self.encode_fine(images)[0]
+
+    def encode_fine(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`encode`, and the backbone's stride-4 map [B, C, H/4, W/4] when the model has
+        a stride-4 head (:attr:`uses_fine`; else None)."""
         x = (images - self.mean) / self.std
-        feats = self.backbone(x)
+        fine, feats = self.backbone(x, with_fine=True)
         maps = [neck(f) for neck, f in zip(self.neck, feats)]
         if self.cfg.num_levels == 4:
             maps.append(self.neck[3](feats[-1]))
@@ -111,8 +122,8 @@ class PAVENet(nn.Module):
         reference = centres[None].expand(src.shape[0], -1, -1)
         for layer in self.encoder:
             src = layer(src, pos, reference, shapes)
-        fine = [m.flatten(2).transpose(1, 2) for m in maps[:-e]]
-        return torch.cat([*fine, src], 1)
+        finer = [m.flatten(2).transpose(1, 2) for m in maps[:-e]]
+        return torch.cat([*finer, src], 1), (fine if self.uses_fine else None)
 
     def detect(self, tokens: torch.Tensor, window: list[torch.Tensor], track_queries: torch.Tensor | None = None,
                track_keypoints: torch.Tensor | None = None,
@@ -157,14 +168,16 @@ class PAVENet(nn.Module):
         out.update(enc_scores=enc_scores, enc_keypoints=enc_kpts, enc_sigmas=enc_sigmas)
         return out
 
-    def refine(self, hidden: torch.Tensor, window_keypoints: torch.Tensor,
-               window: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keypoint refinement of R persons: hidden [B, R, D], window_keypoints [B, R, F, K, 2]
-        -> keypoints, sigmas [Lr, B, R, K, 2] (Lr = 0 without a refiner)."""
+    def refine(self, hidden: torch.Tensor, window_keypoints: torch.Tensor, window: list[torch.Tensor],
+               fine: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keypoint refinement of R persons: hidden [B, R, D], window_keypoints [B, R, F, K, 2],
+        ``fine`` the current frame's stride-4 map (:meth:`encode_fine`; models with a stride-4
+        head) -> keypoints, sigmas [Lr, B, R, K, 2] (Lr = 0 without a refiner; one more layer
+        with the stride-4 head)."""
         if self.refiner is None:
             shape = (0, *window_keypoints[:, :, self.current].shape)
             return window_keypoints.new_zeros(shape), window_keypoints.new_zeros(shape)
-        return self.refiner(hidden, window_keypoints.detach(), window, self.level_shapes)
+        return self.refiner(hidden, window_keypoints.detach(), window, self.level_shapes, fine)
 
     def window_tokens(self, tokens: torch.Tensor, context: list[torch.Tensor | None] | None) -> list[torch.Tensor]:
         """Tokens of every window frame; a missing neighbour (start or end of a video) is the
@@ -198,10 +211,11 @@ class PAVENet(nn.Module):
             frame's track queries), ``refine_keypoints``/``refine_sigmas`` [Lr, B, N + Q, K, 2],
             the encoder proposals, and ``tokens`` [B, S_all, D] of this frame (next step's context).
         """
-        tokens = self.encode(images)
+        tokens, fine = self.encode_fine(images)
         window = self.window_tokens(tokens, context)
         out = self.detect(tokens, window, track_queries, track_keypoints)
-        out["refine_keypoints"], out["refine_sigmas"] = self.refine(out["hidden"], out["window_keypoints"], window)
+        out["refine_keypoints"], out["refine_sigmas"] = self.refine(out["hidden"], out["window_keypoints"], window,
+                                                                    fine)
         out["tokens"] = tokens
         return out
 

@@ -4,7 +4,8 @@ A keypoint query starts from the person's hidden state, a learned embedding of i
 keypoint's motion across the window (its position in the previous and, where the window has
 one, the next frame, relative to the current one). Each layer lets the K keypoints of a person
 attend to each other, samples features around the keypoint in every window frame, and moves the
-keypoint (with a new RLE sigma). Logged as ``d0.loss_kpt_refine``, ``d1.loss_kpt_refine``.
+keypoint (with a new RLE sigma). Logged as ``d0.loss_kpt_refine``, ``d1.loss_kpt_refine``; with
+``fine_grid`` the stride-4 head (:mod:`pavenet.model.fine`) adds one more layer after them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 from pavenet.model.attention import FeedForward, MultiHeadAttention, WindowDeformableAttention
 from pavenet.model.config import ModelConfig
 from pavenet.model.decoder import MLP, inverse_sigmoid, pose_scale
+from pavenet.model.fine import FineKeypointHead
 
 
 class RefineLayer(nn.Module):
@@ -45,7 +47,7 @@ class RefineLayer(nn.Module):
 
 
 class KeypointRefiner(nn.Module):
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, fine_channels: int = 0):
         super().__init__()
         d, k = cfg.d_model, cfg.num_keypoints
         frames = len(cfg.window_offsets)
@@ -55,18 +57,20 @@ class KeypointRefiner(nn.Module):
         self.motion_embed = MLP(frames * 2, d, d)
         self.pos_embed = MLP(2, d, d)
         self.layers = nn.ModuleList(RefineLayer(cfg, frames) for _ in range(cfg.refine_layers))
+        self.fine = FineKeypointHead(cfg, fine_channels) if cfg.fine_grid and cfg.refine_layers else None
 
     def forward(self, hidden: torch.Tensor, window_keypoints: torch.Tensor, values: list[torch.Tensor],
-                shapes: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+                shapes: list[tuple[int, int]], fine: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Refine.
 
         Args:
             hidden: [B, R, D] the persons' decoder states.
             window_keypoints: [B, R, F, K, 2] their poses in the window frames (detached).
             values: F tensors [B, S, D].
+            fine: [B, C, H/4, W/4] the current frame's stride-4 map (needed with ``fine_grid``).
 
         Returns:
-            keypoints, sigmas: [Lr, B, R, K, 2] after each refinement layer.
+            keypoints, sigmas: [Lr, B, R, K, 2] after each refinement layer (and the stride-4 head).
         """
         c = self.current
         kp = window_keypoints[:, :, c]  # [B, R, K, 2]
@@ -82,6 +86,14 @@ class KeypointRefiner(nn.Module):
             out_kp.append(kp)
             out_sigma.append(sigma)
             kp = kp.detach()
+        if self.fine is not None and out_kp:
+            if fine is None:
+                raise ValueError("this model has a stride-4 head: pass the frame's stride-4 map (encode_fine)")
+            (h0, w0), b = shapes[0], x.shape[0]
+            coarse = values[c][:, :h0 * w0].transpose(1, 2).reshape(b, -1, h0, w0)
+            kp, sigma = self.fine(x, kp, out_sigma[-1].detach(), fine, coarse)
+            out_kp.append(kp)
+            out_sigma.append(sigma)
         if not out_kp:
             shape = (0, *window_keypoints[:, :, c].shape)
             return window_keypoints.new_zeros(shape), window_keypoints.new_zeros(shape)

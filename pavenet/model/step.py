@@ -39,7 +39,7 @@ class StreamingStep(nn.Module):
     def forward(self, image: torch.Tensor, track_queries: torch.Tensor, track_keypoints: torch.Tensor,
                 prev_tokens: torch.Tensor, prev_valid: torch.Tensor):
         x = image.permute(0, 3, 1, 2).float()
-        tokens = self.model.encode(x)
+        tokens, fine = self.model.encode_fine(x)
         context = None
         if self.model.cfg.window == "causal":
             v = prev_valid.view(1, 1, 1)
@@ -48,24 +48,25 @@ class StreamingStep(nn.Module):
         out = self.model.detect(tokens, window, track_queries, track_keypoints)
         kps, sig = out["keypoints"][-1], out["sigmas"][-1]
         if self.model.refiner is not None:
-            kps, sig = self._refine(out, window, track_queries.shape[1])
+            kps, sig = self._refine(out, window, track_queries.shape[1], fine)
         kpt_scores = (1 - sig.mean(-1)).clamp(0, 1)  # as mmpose scores RLE keypoints
         return out["scores"][-1].sigmoid(), kps, kpt_scores, out["hidden"], tokens
 
-    def _refine(self, out: dict, window: list[torch.Tensor], n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _refine(self, out: dict, window: list[torch.Tensor], n: int,
+                fine: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Refined keypoints and sigmas [1, N + Q, K, 2]: every row, or (``refine_top``) the N track
         rows and the best-scored detect rows, the others keeping the decoder's pose."""
         top = self.model.cfg.refine_top
         hidden, window_kps = out["hidden"], out["window_keypoints"]
         if not top or top >= self.model.cfg.num_queries:
-            refined, refined_sig = self.model.refine(hidden, window_kps, window)
+            refined, refined_sig = self.model.refine(hidden, window_kps, window, fine)
             return refined[-1], refined_sig[-1]
         scores = out["scores"][-1]  # [1, N + Q]
         detect = scores[:, n:].topk(top, dim=1).indices + n  # [1, top]
         rows = torch.cat([torch.arange(n, device=scores.device)[None], detect], 1)  # [1, N + top]
         hid = torch.gather(hidden, 1, rows[..., None].expand(-1, -1, hidden.shape[-1]))
         wk = torch.gather(window_kps, 1, rows[:, :, None, None, None].expand(-1, -1, *window_kps.shape[2:]))
-        refined, refined_sig = self.model.refine(hid, wk, window)
+        refined, refined_sig = self.model.refine(hid, wk, window, fine)
         index = rows[:, :, None, None].expand(-1, -1, *refined.shape[-2:])
         kps = torch.scatter(out["keypoints"][-1], 1, index, refined[-1])
         sig = torch.scatter(out["sigmas"][-1], 1, index, refined_sig[-1])

@@ -37,10 +37,12 @@ class TrainStep(nn.Module):
         rngs = [np.random.default_rng([int(s), 7]) for s in seeds] if self.training else None
         rules = self.criterion.rules
         reset = np.array([r.random() < rules.reset for r in rngs]) if rngs is not None else None
-        tokens = []
+        tokens, fines = [], []
         for t in range(frames):  # each frame is encoded once and reused while it is in a window
             with torch.set_grad_enabled(grad_on and t >= first_grad):
-                tokens.append(self.model.encode(images[:, t].float()))
+                frame_tokens, fine = self.model.encode_fine(images[:, t].float())
+                tokens.append(frame_tokens)
+                fines.append(fine)
         cfg = self.model.cfg
         tracks = TrackBatch.empty(b, cfg.d_model, cfg.num_keypoints, images.device)
         losses: dict = {}
@@ -57,7 +59,7 @@ class TrainStep(nn.Module):
                 last = layer_m[-1]
                 plan = plan_handover(probs, last, tracks, tgt.ids_host, rules, rngs,
                                      reset if t + 1 == first_grad else None)
-                rows, index_rows, refined = self._refine(out, last, plan.rows, window)
+                rows, index_rows, refined = self._refine(out, last, plan.rows, window, fines[t])
                 if trained:
                     n = num_targets(tgt, images.device)  # once per frame: under DDP it is a collective
                     frame_losses, index = self.criterion(out, tgt, tracks, enc_m, layer_m, n)
@@ -80,7 +82,8 @@ class TrainStep(nn.Module):
             tracks = build_tracks(plan, out["hidden"], pose, tracks.keypoints, tracks.size)
         return SetCriterion.total(losses), sums
 
-    def _refine(self, out: dict, matches: list, keep: list[list[int]], window: list[torch.Tensor]):
+    def _refine(self, out: dict, matches: list, keep: list[list[int]], window: list[torch.Tensor],
+                fine: torch.Tensor | None):
         """Run the refiner on the rows that are matched or become tracks (the runtime refines all
         rows; no other row's refined pose is used). Returns (rows [B, R] on the host, the same on the
         device, (keypoints, sigmas) [Lr, B, R, K, 2]), or Nones without a refiner or rows."""
@@ -98,7 +101,7 @@ class TrainStep(nn.Module):
         hidden = torch.gather(out["hidden"], 1, index[..., None].expand(-1, -1, out["hidden"].shape[-1]))
         wk = out["window_keypoints"]
         wk = torch.gather(wk, 1, index[:, :, None, None, None].expand(-1, -1, *wk.shape[2:]))
-        return rows, index, self.model.refine(hidden, wk, window)
+        return rows, index, self.model.refine(hidden, wk, window, fine)
 
     @staticmethod
     def _refine_index(matches: list, rows: np.ndarray, device) -> tuple[torch.Tensor, ...]:
