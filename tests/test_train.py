@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from pavenet.errors import PavenetError
 from pavenet.layouts import COCO17
 from pavenet.model.pavenet import build_model
 from pavenet.synth import SynthConfig
@@ -274,3 +275,16 @@ def test_a_signal_to_the_whole_process_group_stops_cleanly(tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert "stopped pavenet-t by SIGTERM" in out and "Traceback" not in err
     assert torch.load(work / "last.pt", weights_only=True)["step"] >= 1
+
+
+def test_train_only_keeps_every_other_parameter_fixed():
+    """``train_only`` (fit a new head on a trained model): only the named parameters train."""
+    from training.loop.trainer import freeze_except
+
+    model = build_model(TINY.override(fine_grid=3))
+    freeze_except(model, "refiner.fine., enc_head.")
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained and all(n.startswith(("refiner.fine.", "enc_head.")) for n in trained)
+    assert any(n.startswith("refiner.fine.") for n in trained) and any(n.startswith("enc_head.") for n in trained)
+    with pytest.raises(PavenetError, match="matches no model parameter"):
+        freeze_except(build_model(TINY), "no_such_module.")

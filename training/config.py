@@ -64,6 +64,9 @@ class TrainConfig:
             the pose decoder, refiner and track re-anchoring off their keypoints onto per-head rays
             of this radius (half-box units; 0 = leave them). Zero-initialised offsets at 0.1x lr
             stay on the keypoint, so those layers see only the features under their current pose.
+        train_only: comma-separated name prefixes of the model parameters to train (e.g.
+            ``refiner.fine.`` to fit a new stride-4 head on a trained model); the others stay fixed
+            (BatchNorm statistics still update). Empty = train everything.
         synth_width, synth_height, synth_max_people: synthetic frame size and crowd size.
         diag_*: thresholds of the live diagnosis (:class:`training.loop.diagnosis.DiagnosisConfig`);
             diag_memory_mb 0 = 20 GB or 90 % of the device, whichever is smaller.
@@ -110,6 +113,7 @@ class TrainConfig:
     max_bad_steps: int = 5
     init_partial: bool = False
     spread_offsets: float = 0.0
+    train_only: str = ""
     synth_width: int = 320
     synth_height: int = 240
     synth_max_people: int = 10

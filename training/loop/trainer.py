@@ -61,6 +61,19 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return 0.1 ** sum(epoch >= e for e in cfg.drop_epochs)
 
 
+def freeze_except(model: torch.nn.Module, prefixes: str) -> None:
+    """Keep every model parameter fixed but those whose name starts with one of the
+    comma-separated ``prefixes`` (``train_only``)."""
+    names = tuple(p.strip() for p in prefixes.split(",") if p.strip())
+    trained = 0
+    for name, param in model.named_parameters():
+        param.requires_grad_(name.startswith(names))
+        trained += param.requires_grad
+    if not trained:
+        raise PavenetError(f"train_only={prefixes!r} matches no model parameter (names look like "
+                           f"{', '.join(n for n, _ in list(model.named_parameters())[:3])}, ...)")
+
+
 class Trainer:
     """Trains one run into ``work_dir`` (``log.jsonl``, ``config.json``, ``last.pt``, ``best.pt``)."""
 
@@ -79,11 +92,14 @@ class Trainer:
         model = build_model(model_cfg)
         if backbone_weights:
             model.backbone.load_pretrained(backbone_weights)
+        if cfg.train_only:
+            freeze_except(model, cfg.train_only)
         criterion = build_criterion(model_cfg, cfg)
         self.step_module = TrainStep(model, criterion, cfg.grad_frames, cfg.track_feed).to(self.device)
         groups = param_groups(model, cfg.lr, cfg.weight_decay, cfg.low_lr_factor,
                               pretrained_backbone=cfg.pretrained_backbone)
         groups[0]["params"] += list(criterion.parameters())
+        groups = [g for g in groups if g["params"]]
         # fused: one kernel for all parameters and no per-parameter ``step.item()`` (517 host syncs per
         # step with the default implementation, all of the step's syncs but the grad-norm check)
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
