@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "synthetic clip with 0, 1 and 7 track queries (max error <= 1e-4)")
     p.add_argument("--slim", metavar="PATH", help="also write a shippable checkpoint to PATH: float16 weights, "
                                                    "configs and layout, no optimizer state (about 1/6 the size)")
-    p.add_argument("--new-track-thr", type=float, help="default threshold stored in the metadata")
+    p.add_argument("--new-track-thr", type=float, help="default threshold stored in the metadata (the thresholds "
+                                                       "not given here are the checkpoint's own, e.g. tuned ones, "
+                                                       "else the tracker's defaults; --slim stores the same)")
     p.add_argument("--keep-thr", type=float, help="default threshold stored in the metadata")
     p.add_argument("--max-lost", type=int, help="default number of frames a lost track is kept")
     p.add_argument("--duplicate-oks", type=float, help="default OKS above which two poses are one person")
@@ -59,8 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from export.onnx_export import export_onnx, load_model, slim_checkpoint  # torch only when exporting
+    from export.onnx_export import export_onnx, load_model, set_thresholds, slim_checkpoint  # torch only here
     from export.verify import verify_onnx
+    from pavenet.model.checkpoint import load_checkpoint
 
     start = time.perf_counter()
     size = parse_size(args.input_size) if args.input_size else None
@@ -69,7 +72,9 @@ def _main(argv: list[str] | None) -> int:
     chosen = {k: v for k, v in (("new_track_thr", args.new_track_thr), ("keep_thr", args.keep_thr),
                                 ("max_lost", args.max_lost), ("duplicate_oks", args.duplicate_oks),
                                 ("duplicate_iou", args.duplicate_iou)) if v is not None}
-    export_onnx(model, out, args.opset, args.fp16, TrackerThresholds().override(**chosen))
+    stored = load_checkpoint(args.checkpoint).get("tracker_thresholds") or {}  # e.g. from pavenet-eval --tune
+    thresholds = TrackerThresholds().override(**stored).override(**chosen)
+    export_onnx(model, out, args.opset, args.fp16, thresholds)
     note = ""
     if args.verify:
         if args.fp16:
@@ -77,7 +82,7 @@ def _main(argv: list[str] | None) -> int:
         errors = verify_onnx(model, out)
         note = f", verified: max error keypoints {errors['keypoints']:.1e}, scores {errors['scores']:.1e}"
     if args.slim:
-        slim = slim_checkpoint(args.checkpoint, args.slim, model.cfg)  # the exported config, as run
+        slim = set_thresholds(slim_checkpoint(args.checkpoint, args.slim, model.cfg), thresholds)  # as exported
         note += f"; slim checkpoint {slim} ({slim.stat().st_size / 2**20:.1f} MB)"
     mb = out.stat().st_size / 2**20
     print(f"exported {model.cfg.name} ({model.cfg.input_width}x{model.cfg.input_height}) to {out} "

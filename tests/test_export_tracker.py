@@ -275,6 +275,26 @@ def test_export_with_more_queries_than_trained(tiny_files, tmp_path):
     assert export_main([str(tiny_files["ckpt"]), "-o", str(tmp_path / "bad.onnx"), "--queries", "0"]) == 2
 
 
+def test_reexport_keeps_the_checkpoints_tuned_thresholds(tiny_files, tmp_path):
+    """Re-exporting a checkpoint whose thresholds were tuned (``pavenet-eval --tune --write``) keeps
+    them in the ONNX file and the slim copy alike; a flag overrides one and both files get it."""
+    from export.cli import main as export_main
+    from export.onnx_export import set_thresholds
+
+    tuned = TrackerThresholds(new_track_thr=0.45, keep_thr=0.55, duplicate_oks=0.5, duplicate_iou=0.5,
+                              keypoint_thr=0.5)
+    ckpt = tmp_path / "tuned.pt"
+    ckpt.write_bytes(tiny_files["ckpt"].read_bytes())
+    set_thresholds(ckpt, tuned)
+    onnx_path, slim = tmp_path / "t.onnx", tmp_path / "t-slim.pt"
+    assert export_main([str(ckpt), "-o", str(onnx_path), "--refine-top", "3", "--slim", str(slim)]) == 0
+    assert Tracker.from_onnx(onnx_path, "cpu").thresholds == tuned
+    assert Tracker.from_checkpoint(slim, "cpu").thresholds == tuned
+    assert export_main([str(ckpt), "-o", str(onnx_path), "--keep-thr", "0.6", "--slim", str(slim)]) == 0
+    assert Tracker.from_onnx(onnx_path, "cpu").thresholds == tuned.override(keep_thr=0.6)
+    assert Tracker.from_checkpoint(slim, "cpu").thresholds == tuned.override(keep_thr=0.6)
+
+
 def test_refine_top_refines_the_tracks_and_the_best_detections(tmp_path):
     """``refine_top``: the streaming step refines the track rows and the best-scored detect rows
     exactly as a full refinement would (rows are refined independently), the other rows keep the
