@@ -158,6 +158,9 @@ class Oracle(torch.nn.Module):
         self.t += 1  # frames are encoded in order; the tokens remember which frame they are
         return images.new_full((images.shape[0], 1, self.cfg.d_model), float(self.t))
 
+    def encode_fine(self, images):
+        return self.encode(images), None  # no stride-4 head
+
     def detect(self, tokens, window, track_queries=None, track_keypoints=None, track_mask=None):
         frame = self.targets[int(tokens[0, 0, 0])]
         b, q, d = len(frame), self.cfg.num_queries, self.cfg.d_model
