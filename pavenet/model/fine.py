@@ -37,7 +37,6 @@ class FineKeypointHead(nn.Module):
         super().__init__()
         g = cfg.fine_grid
         self.image_size = cfg.aligned_size
-        self.stride = 4
         self.fine_proj = nn.Linear(fine_channels, hidden)
         self.coarse_proj = nn.Linear(cfg.d_model, hidden)
         self.query_proj = nn.Linear(cfg.d_model, hidden)
@@ -66,8 +65,8 @@ class FineKeypointHead(nn.Module):
         """
         b, r, k, _ = x.shape
         h4, w4 = fine.shape[-2:]
-        step = torch.tensor([1.0 / w4, 1.0 / h4], dtype=x.dtype, device=x.device)
-        offsets = self.cells.to(x.dtype) * step  # [G*G, 2] normalised
+        cells = self.cells.to(x.dtype)  # Python scalars below: no host tensor, the step stays graph-capturable
+        offsets = torch.stack([cells[:, 0] / w4, cells[:, 1] / h4], -1)  # [G*G, 2] normalised
         points = (keypoints[:, :, :, None] + offsets).reshape(b, -1, 2)  # [B, R*K*G*G, 2]
         feat = self.fine_proj(sample_map(fine, points, self.image_size))
         feat = feat + self.coarse_proj(sample_map(coarse, points, self.image_size))
