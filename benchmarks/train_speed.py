@@ -10,7 +10,9 @@ one profiled step: ``host syncs/step`` (``aten::item`` / ``aten::_local_scalar_d
 ``aten::nonzero`` calls, each counted once, in the forward pass, losses, backward and gradient
 clipping; the criterion's one device-to-host copy per frame is not counted), the optimizer's own
 scalar reads separately (fused AdamW: per parameter on the CPU, where they are no transfer; none on
-CUDA), and ``ops/step`` (aten operators, optimizer included).
+CUDA), and ``ops/step`` (aten operators, optimizer included). Precision as the trainer's (bf16
+autocast on CUDA and on CPUs with native bf16; ``--no-amp`` for float32); ``--no-reuse-values``
+measures the step before each frame's value projections were reused across windows.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pavenet.synth import SynthConfig
 from training.config import TrainConfig
 from training.data.augment import AugmentConfig
 from training.data.dataset import ClipDataset, SyntheticSource, collate
-from training.loop.devices import peak_memory_mb
+from training.loop.devices import autocast, peak_memory_mb, uses_bf16
 from training.loop.sequence import TrainStep
 from training.loop.trainer import build_criterion
 
@@ -42,11 +44,18 @@ def main() -> None:
     parser.add_argument("--seq-length", type=int, default=5, help="frames per clip (default 5)")
     parser.add_argument("--grad-frames", type=int, default=3, help="frames with gradient (default 3)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--no-amp", action="store_true",
+                        help="float32 throughout (default: bf16 autocast where the trainer uses it: CUDA, and "
+                             "CPUs with native bf16)")
+    parser.add_argument("--no-reuse-values", action="store_true",
+                        help="project a frame's tokens again in every window (the step before value reuse)")
     args = parser.parse_args()
     cfg = preset(args.config)
     train = TrainConfig(seq_length=args.seq_length, grad_frames=args.grad_frames)
     device = torch.device(args.device)
     step = TrainStep(build_model(cfg), build_criterion(cfg, train), train.grad_frames).to(device).train()
+    step.reuse_values = not args.no_reuse_values
+    amp = not args.no_amp
     opt = torch.optim.AdamW(param_groups(step.model, 4e-4, 1e-4) + [{"params": list(step.criterion.parameters())}],
                             lr=4e-4, fused=True)  # as the trainer: no per-parameter step.item()
     data = ClipDataset(SyntheticSource(SynthConfig(), "train", 0), train.seq_length, cfg.input_width,
@@ -56,7 +65,8 @@ def main() -> None:
     def forward_backward(batch) -> None:
         images = batch["images"].to(device)
         targets = [t.to(device) for t in batch["targets"]]
-        losses, _ = step(images, targets, batch["index"])
+        with autocast(device, amp):
+            losses, _ = step(images, targets, batch["index"])
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         norm = torch.nn.utils.clip_grad_norm_(step.parameters(), 0.1)
@@ -93,9 +103,12 @@ def main() -> None:
     params = sum(p.numel() for p in step.model.parameters()) / 1e6
     opt_note = ("fused AdamW on the CPU reads each parameter's step count, a CPU scalar that needs no device "
                 "transfer" if device.type == "cpu" else "fused AdamW")
+    precision = "bf16 autocast" if uses_bf16(device, amp) else "float32"
+    reuse = "" if step.reuse_values else ", no value reuse"
     print(f"{cfg.name} ({params:.2f}M params, {cfg.input_width}x{cfg.input_height}) batch {args.batch_size} x "
           f"{args.seq_length} frames ({args.grad_frames} with gradient) on {device} ({torch.get_num_threads()} "
-          f"threads): host syncs/step {syncs} (+ {opt_syncs} in the optimizer: {opt_note}), ops/step {ops}, "
+          f"threads, {precision}{reuse}): host syncs/step {syncs} (+ {opt_syncs} in the optimizer: {opt_note}), "
+          f"ops/step {ops}, "
           f"{args.steps / secs:.2f} it/s, "
           f"{args.steps * args.batch_size / secs:.1f} clips/s, peak memory {peak_memory_mb(device):.0f} MB")
 

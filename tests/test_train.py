@@ -288,3 +288,44 @@ def test_train_only_keeps_every_other_parameter_fixed():
     assert any(n.startswith("refiner.fine.") for n in trained) and any(n.startswith("enc_head.") for n in trained)
     with pytest.raises(PavenetError, match="matches no model parameter"):
         freeze_except(build_model(TINY), "no_such_module.")
+
+
+def test_reusing_value_projections_keeps_losses_and_gradients():
+    """A frame's projected tokens are reused while it stays in a window (training speed): the
+    losses and every gradient equal projecting them in every window (to 1e-5)."""
+    from training.config import TrainConfig
+    from training.loop.sequence import TrainStep
+    from training.loop.trainer import build_criterion
+
+    torch.manual_seed(0)
+    cfg = TINY.override(num_queries=8)
+    train = TrainConfig(seq_length=4, grad_frames=2, track_drop=0.0, track_reset=0.0)
+    step = TrainStep(build_model(cfg), build_criterion(cfg, train), train.grad_frames).train()
+    with torch.no_grad():  # the zero-initialised heads would hide differences in the paths before them
+        for p in step.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    src = SyntheticSource(SynthConfig(width=96, height=72, min_people=2, max_people=3, exit_rate=0.0,
+                                      min_labelled_height=0.0), "train", 0)
+    batch = collate([ClipDataset(src, 4, 64, 64, 0, None)[i] for i in range(3)])
+    calls = []
+    for m in step.modules():
+        if hasattr(m, "value_cache"):
+            m.value_proj.register_forward_hook(lambda *_: calls.append(1))
+    results, projections = [], []
+    for reuse in (False, True):
+        step.reuse_values = reuse
+        step.zero_grad()
+        calls.clear()
+        losses, _ = step(batch["images"], batch["targets"], batch["index"])
+        projections.append(len(calls))
+        losses["loss"].backward()
+        results.append(({k: float(v.detach()) for k, v in losses.items()},
+                        {n: p.grad.clone() for n, p in step.named_parameters() if p.grad is not None}))
+    (loss_a, grad_a), (loss_b, grad_b) = results
+    assert projections[1] < projections[0], projections
+    assert loss_a.keys() == loss_b.keys() and grad_a.keys() == grad_b.keys()
+    for k in loss_a:
+        assert loss_b[k] == pytest.approx(loss_a[k], abs=1e-5, rel=1e-5), k
+    for n in grad_a:
+        torch.testing.assert_close(grad_b[n], grad_a[n], atol=1e-5, rtol=1e-4, msg=n)
+    assert all(m.value_cache is None for m in step.modules() if hasattr(m, "value_cache")), "caches dropped"

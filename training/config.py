@@ -56,7 +56,8 @@ class TrainConfig:
         val_clips: validation clips (synthetic val split / the dataset's val split).
         workers: data-loading processes per training process.
         seed: seeds model initialisation and the sample stream.
-        amp: mixed precision on CUDA (ignored on CPU).
+        amp: bfloat16 mixed precision on CUDA and on CPUs that compute bf16 natively (AVX512-BF16,
+            AMX: ~1.3x faster steps); ignored on other CPUs.
         max_bad_steps: consecutive non-finite steps tolerated before stopping.
         init_partial: ``--load-from`` copies only the tensors whose name and shape match (start a
             tracking model from a detection-stage checkpoint).

@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from pavenet.model.checkpoint import checkpoint_config, load_checkpoint  # torch only once training starts
+    from training.loop.devices import uses_bf16
     from training.loop.trainer import Trainer
 
     resume = args.resume
@@ -126,7 +127,8 @@ def _main(argv: list[str] | None) -> int:
     if trainer.dist.main:
         shown = (f"val mean OKS {metrics['mean_oks']:.3f}, recall@OKS0.5 {metrics['recall_oks50']:.3f}"
                  if metrics else "no validation ran")
-        print(f"trained {model_cfg.name} to step {trainer.step} in {minutes:.1f} min on {trainer.device}: "
+        precision = " (bf16 autocast)" if uses_bf16(trainer.device, train_cfg.amp) else ""
+        print(f"trained {model_cfg.name} to step {trainer.step} in {minutes:.1f} min on {trainer.device}{precision}: "
               f"{shown}; log and checkpoints in {work_dir}")
     return 0
 

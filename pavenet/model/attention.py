@@ -8,6 +8,7 @@ decoder with points anchored at each keypoint of a query's pose (PETR / PAVE-Net
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -177,6 +178,8 @@ class WindowDeformableAttention(nn.Module):
         self.attention_weights = nn.Linear(d_model, n)
         self.value_proj = nn.Linear(d_model, d_model)
         self.output_proj = nn.Linear(d_model, d_model)
+        # Set by training (:func:`reuse_values`): a frame's projected tokens, kept while it is in a window.
+        self.value_cache: dict | None = None
         # Every point starts on its anchor; the layer learns where around it to look.
         nn.init.zeros_(self.sampling_offsets.weight)
         nn.init.zeros_(self.sampling_offsets.bias)
@@ -203,9 +206,39 @@ class WindowDeformableAttention(nn.Module):
         locations = base + offsets * scale[:, :, None, None, None, None, None, :]
         locations = locations.reshape(b, n, m, f * lv, a * p, 2)
         weights = self.attention_weights(query).view(b, n, m, f * lv * a * p).softmax(-1)
-        heads = [v for value in values for v in split_heads(self.value_proj(value), shapes, m)]
+        heads = [v for value in values for v in self._project(value, shapes)]
         return self.output_proj(ms_deform_attn(heads, locations, weights.view(b, n, m, f * lv, a * p),
                                                self.image_size))
+
+    def _project(self, value: torch.Tensor, shapes: list[tuple[int, int]]) -> list[torch.Tensor]:
+        """value_proj + split_heads of one frame's tokens [B, S, D], reused from ``value_cache`` when
+        the same tensor was projected before in this clip (a training clip's frame t is the window
+        of frames t and t + 1). A projection made without gradient is redone where one is needed."""
+        cache = self.value_cache
+        if cache is None:
+            return split_heads(self.value_proj(value), shapes, self.heads)
+        hit = cache.get(id(value))
+        if hit is not None and hit[0] is value and (hit[1][0].requires_grad or not torch.is_grad_enabled()):
+            return hit[1]
+        heads = split_heads(self.value_proj(value), shapes, self.heads)
+        cache[id(value)] = (value, heads)  # the tensor is held, so its id is not reused meanwhile
+        return heads
+
+
+@contextmanager
+def reuse_values(model: nn.Module):
+    """Within the block, every :class:`WindowDeformableAttention` of ``model`` projects each frame's
+    tokens once and reuses the projection while the frame stays in a window (training runs the
+    frames of a clip in order: frame t is the previous frame of t + 1). Same values and gradients
+    as projecting each time; the caches are dropped on exit."""
+    layers = [m for m in model.modules() if isinstance(m, WindowDeformableAttention)]
+    for m in layers:
+        m.value_cache = {}
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.value_cache = None
 
 
 @torch.no_grad()

@@ -39,6 +39,26 @@ def setup_distributed(device: str) -> tuple[Dist, torch.device]:
     return d, dev
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): there, bf16 autocast
+    trains ~1.3x faster; elsewhere it is emulated and slower."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # an older or newer torch without these probes
+        return False
+
+
+def uses_bf16(device: torch.device, amp: bool = True) -> bool:
+    """Whether training with ``amp`` on ``device`` runs under bfloat16 autocast: on CUDA, and on
+    CPUs with native bf16 (:func:`cpu_has_bf16`)."""
+    return amp and (device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()))
+
+
+def autocast(device: torch.device, amp: bool = True) -> torch.autocast:
+    """The training step's mixed precision (:func:`uses_bf16`); a no-op where it is off."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=uses_bf16(device, amp))
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """CUDA max allocated, or this process's peak resident memory on CPU."""
     if device.type == "cuda":

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pavenet.model.attention import reuse_values
 from pavenet.model.pavenet import PAVENet
 from training.objective.criterion import SetCriterion, num_targets, pair_index
 from training.objective.matcher import TargetBatch
@@ -20,16 +21,26 @@ class TrainStep(nn.Module):
     forward(images uint8 [B, T, 3, H, W], targets T x TargetBatch, seeds [B]) -> (losses, diagnostic sums)
     Losses are averaged over the frames of the gradient window; ``loss`` is their sum.
     ``feed`` is the pose a track is fed with: ``refined`` (what the runtime feeds) or ``decoder``
-    (the last decoder layer's; the first shipped model).
+    (the last decoder layer's; the first shipped model). ``reuse_values`` (default on): each
+    frame's tokens are projected once per attention layer and reused while the frame is in a
+    window (:func:`pavenet.model.attention.reuse_values`; same losses and gradients).
     """
 
     def __init__(self, model: PAVENet, criterion: SetCriterion, grad_frames: int = 1, feed: str = "refined"):
         super().__init__()
         self.model, self.criterion = model, criterion
         self.grad_frames, self.feed = grad_frames, feed
+        self.reuse_values = True
 
     def forward(self, images: torch.Tensor, targets: list[TargetBatch],
                 seeds: torch.Tensor | None = None) -> tuple[dict, dict]:
+        if not self.reuse_values:
+            return self._clip(images, targets, seeds)
+        with reuse_values(self.model):  # each frame's value projections made once per layer, not per window
+            return self._clip(images, targets, seeds)
+
+    def _clip(self, images: torch.Tensor, targets: list[TargetBatch],
+              seeds: torch.Tensor | None) -> tuple[dict, dict]:
         b, frames = images.shape[:2]
         first_grad = frames - min(self.grad_frames, frames)
         grad_on = torch.is_grad_enabled()

@@ -29,7 +29,7 @@ from training.config import TrainConfig
 from training.data.augment import AugmentConfig
 from training.data.dataset import ClipDataset, StepSampler, build_source, collate
 from training.loop.checkpoints import RunCheckpoints, load_resume_state, load_weights
-from training.loop.devices import device_memory_mb, peak_memory_mb, setup_distributed
+from training.loop.devices import autocast, device_memory_mb, peak_memory_mb, setup_distributed
 from training.loop.diagnosis import Diagnoser, DiagnosisConfig
 from training.loop.logbook import IntervalMeter, RunLog
 from training.loop.sequence import TrainStep
@@ -245,8 +245,7 @@ class Trainer:
     def _forward(self, batch: dict) -> tuple[dict, dict]:
         images = batch["images"].to(self.device, non_blocking=True)
         targets = [t.to(self.device, non_blocking=True) for t in batch["targets"]]
-        amp = self.cfg.amp and self.device.type == "cuda"
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+        with autocast(self.device, self.cfg.amp):
             return self.ddp(images, targets, batch["index"])
 
     def _log_interval(self, meter: IntervalMeter, bar: tqdm, secs_per_step: float) -> None:
