@@ -66,7 +66,8 @@ def count_videos(spec: str, videos: int) -> int | None:
     return videos if spec.startswith("synthetic") else None
 
 
-def _outside_ignore(pred: PredFrame, frame: Frame, size: tuple[int, int]) -> PredFrame:
+def outside_ignore(pred: PredFrame, frame: Frame, size: tuple[int, int]) -> PredFrame:
+    """``pred`` without the poses centred inside ``frame``'s ignore regions; ``size`` (W, H)."""
     if not frame.ignore_regions or not len(pred.track_ids):
         return pred
     mask = frame.ignore_mask(size[1], size[0])
@@ -91,7 +92,7 @@ def run_tracker(tracker, videos: Iterator[EvalVideo], total: int | None = None,
             poses = tracker.update(image)
             seconds += time.perf_counter() - start
             frames += 1
-            preds.append(_outside_ignore(PredFrame.from_poses(poses), frame, (image.shape[1], image.shape[0])))
+            preds.append(outside_ignore(PredFrame.from_poses(poses), frame, (image.shape[1], image.shape[0])))
         for f in video.frames:
             f.image = None  # keep only annotations in memory
         results.append((video, preds))
