@@ -80,8 +80,7 @@ def main() -> None:
                     height = max(boxes[g, 3] - boxes[g, 1], 1.0)
                     err = np.linalg.norm(px[q] - frame.keypoints[g, :, :2], axis=-1) / height
                     people.append((height, oks[q, g], err, vis[g]))
-            box_area = np.maximum(np.ptp(px[..., 0], 1) * np.ptp(px[..., 1], 1), 1)
-            self_oks = oks_matrix(px, px, sigmas, area=box_area)
+            self_oks = oks_matrix(px, px, sigmas)  # scale: each pose's own keypoint box
             ids, kscores = np.arange(len(px)), np.ones(px.shape[:2])
             scored = {"model": score, "model+nms": pose_nms(score, self_oks), "oracle+nms": pose_nms(best, self_oks),
                       "oracle-best": only_best}

@@ -218,7 +218,7 @@ class WindowDeformableAttention(nn.Module):
         if cache is None:
             return split_heads(self.value_proj(value), shapes, self.heads)
         hit = cache.get(id(value))
-        if hit is not None and hit[0] is value and (hit[1][0].requires_grad or not torch.is_grad_enabled()):
+        if hit is not None and (hit[1][0].requires_grad or not torch.is_grad_enabled()):
             return hit[1]
         heads = split_heads(self.value_proj(value), shapes, self.heads)
         cache[id(value)] = (value, heads)  # the tensor is held, so its id is not reused meanwhile
