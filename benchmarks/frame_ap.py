@@ -7,8 +7,12 @@ and each person's best-query OKS by height. No tracker: every query of a frame i
 Rows: ``model`` (the model's scores), ``model+nms`` (then greedy pose NMS at OKS 0.5, as the
 tracker's duplicate rule), ``oracle+nms`` (each pose scored by its true best OKS to any person,
 then NMS: what perfect scores would give these poses), ``oracle-best`` (only each person's best
-pose kept: the ceiling of the poses alone). Then best-query OKS per person-height bucket and the
-median joint error as a fraction of the person's height.
+pose kept: the ceiling of the poses alone). Then best-query OKS per person-height bucket, the
+median joint error as a fraction of the person's height, each keypoint's mean OKS term (what the
+best pose loses where), and for every left/right pair the median ratio of the predicted to the
+true left-right distance with the share of pairs whose left-to-right direction agrees with the
+truth: a ratio far below 1 with agreement near 0.5 means the model puts both joints between the
+two (it hedges because it cannot tell which is which), not that it cannot find them.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from training.evaluation.metrics import PredFrame, coco_keypoint_ap
 from training.evaluation.track_eval import outside_ignore
 
 HEIGHTS = ((0, 40), (40, 80), (80, 120), (120, 200), (200, 10_000))
+HEAD = ("nose", "left_eye", "right_eye", "left_ear", "right_ear")
 
 
 def pose_nms(score: np.ndarray, self_oks: np.ndarray, thr: float = 0.5) -> np.ndarray:
@@ -37,6 +42,18 @@ def pose_nms(score: np.ndarray, self_oks: np.ndarray, thr: float = 0.5) -> np.nd
         if not (keep & (self_oks[i] >= thr)).any():
             keep[i] = True
     return np.where(keep, score, 0.0)
+
+
+def side_agreement(pred: np.ndarray, gt: np.ndarray, vis: np.ndarray, layout, min_px: float = 6.0) -> np.ndarray:
+    """[pairs, 3] (counted, predicted / true left-right distance, directions agree) of every flip
+    pair of one person: pred/gt [K, 2] pixels, vis [K]; a pair counts when both joints are
+    labelled and at least ``min_px`` apart in the truth."""
+    out = np.zeros((len(layout.flip_pairs), 3))
+    for i, (a, b) in enumerate(layout.flip_pairs):
+        true, seen = gt[b] - gt[a], pred[b] - pred[a]
+        if vis[a] and vis[b] and np.linalg.norm(true) >= min_px:
+            out[i] = (1.0, np.linalg.norm(seen) / np.linalg.norm(true), float(np.dot(seen, true) > 0))
+    return out
 
 
 def main() -> None:
@@ -55,7 +72,7 @@ def main() -> None:
     layout = get_layout(model.cfg.layout)
     sigmas = np.asarray(layout.sigmas)
     rows = {"model": [], "model+nms": [], "oracle+nms": [], "oracle-best": []}
-    people = []  # (height, best-query OKS, [K] error / height, [K] visible)
+    people = []  # (height, best-query OKS, [K] error / height, [K] visible, [K] OKS term, [pairs, 3] sides)
     gts = []
     for v in tqdm(range(args.videos), unit="video", leave=False):
         clip = generate_clip(SynthConfig(), args.split, 0, v, args.frames)
@@ -78,8 +95,10 @@ def main() -> None:
                     q = oks[:, g].argmax()
                     only_best[q] = max(only_best[q], oks[q, g])
                     height = max(boxes[g, 3] - boxes[g, 1], 1.0)
-                    err = np.linalg.norm(px[q] - frame.keypoints[g, :, :2], axis=-1) / height
-                    people.append((height, oks[q, g], err, vis[g]))
+                    gt = frame.keypoints[g, :, :2]
+                    err = np.linalg.norm(px[q] - gt, axis=-1) / height
+                    term = np.exp(-(err * height) ** 2 / (2 * (2 * sigmas) ** 2 * area[g]))
+                    people.append((height, oks[q, g], err, vis[g], term, side_agreement(px[q], gt, vis[g], layout)))
             self_oks = oks_matrix(px, px, sigmas)  # scale: each pose's own keypoint box
             ids, kscores = np.arange(len(px)), np.ones(px.shape[:2])
             scored = {"model": score, "model+nms": pose_nms(score, self_oks), "oracle+nms": pose_nms(best, self_oks),
@@ -104,6 +123,25 @@ def main() -> None:
     vis = np.stack([r[3] for r in people])
     med = [np.median(err[vis[:, k], k]) if vis[:, k].any() else float("nan") for k in range(err.shape[1])]
     print("  median joint error / height: " + ", ".join(f"{n} {m:.3f}" for n, m in zip(layout.keypoints, med)))
+    term = np.stack([r[4] for r in people])
+    mean_term = [term[vis[:, k], k].mean() if vis[:, k].any() else float("nan") for k in range(term.shape[1])]
+    print("  mean OKS term of the best pose: " + ", ".join(f"{n} {m:.2f}" for n, m in zip(layout.keypoints, mean_term)))
+    names = layout.keypoints
+    for label, slots in (("head", [k for k, n in enumerate(names) if n in HEAD]),
+                         ("knees and ankles", [k for k, n in enumerate(names) if n.endswith(("knee", "ankle"))])):
+        if slots:
+            perfect = term.copy()
+            perfect[:, slots] = 1.0
+            oks_if = ((perfect * vis).sum(1) / np.maximum(vis.sum(1), 1)).mean()
+            print(f"  best-query OKS {best.mean():.3f}; with perfect {label}: {oks_if:.3f}")
+    sides = np.stack([r[5] for r in people])  # [people, pairs, 3]
+    cells = []
+    for i, (a, _b) in enumerate(layout.flip_pairs):
+        sel = sides[:, i, 0] > 0
+        if sel.any():
+            part = names[a].removeprefix("left_")
+            cells.append(f"{part} {np.median(sides[sel, i, 1]):.2f}/{sides[sel, i, 2].mean():.2f} ({sel.sum()})")
+    print("  left/right pairs, predicted/true distance (median) / direction agrees: " + ", ".join(cells))
 
 
 if __name__ == "__main__":

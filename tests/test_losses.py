@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pavenet.layouts import COCO17
-from training.objective.losses import RealNVP, oks, rle_loss, sigmoid_focal_loss
+from training.objective.losses import RealNVP, oks, paired_oks, rle_loss, sigmoid_focal_loss
 from training.objective.matcher import HungarianMatcher, TargetBatch, Targets, assign, match_all
 
 
@@ -160,3 +160,28 @@ def test_batched_criterion_equals_a_per_image_reference():
         assert abs(float(losses[f"{prefix}loss_cls"].detach()) - float(cls_ref)) < 1e-5, prefix
         kpt = float(losses[f"{prefix}loss_kpt"].detach())
         assert abs(kpt - float(torch.as_tensor(kpt_ref).detach())) < 1e-5, prefix
+
+
+def test_refinement_layers_get_the_oks_term_when_it_is_weighted():
+    """With ``loss_oks`` the refined poses get ``dN.loss_oks_refine`` = weight * sum(1 - OKS) / n
+    (0 for a perfect pose); without it the key is absent."""
+    from training.objective.criterion import LossConfig, SetCriterion
+
+    torch.manual_seed(0)
+    k = 17
+    gt = torch.rand(1, 2, k, 2) * 0.5 + 0.25
+    tgt = TargetBatch.stack([{"keypoints": gt[0].numpy(), "visible": np.ones((2, k), bool),
+                              "area": np.array([0.04, 0.02], np.float32), "track_ids": np.arange(2),
+                              "ignore": np.zeros((0, 4), np.float32)}])
+    sig = torch.tensor(COCO17.sigmas, dtype=torch.float32)
+    index = (torch.tensor([0, 0]), torch.tensor([1, 0]), torch.tensor([0, 1]))  # row 1 is person 0
+    refined = torch.stack([gt[:, [1, 0]], gt[:, [1, 0]] + 0.01])  # [Lr=2, B, R, K, 2]: layer 0 exact
+    sigmas = torch.full_like(refined, 0.1)
+    crit = SetCriterion(sig, 1, LossConfig(loss_oks=2.0))
+    out = crit.refine_losses(refined, sigmas, tgt, index, 2.0)
+    assert float(out["d0.loss_oks_refine"]) < 1e-6
+    expected = 2.0 * (1 - paired_oks(gt[0] + 0.01, gt[0], torch.ones(2, k, dtype=torch.bool),
+                                     torch.tensor([0.04, 0.02]), sig)).sum() / 2.0
+    assert abs(float(out["d1.loss_oks_refine"]) - float(expected)) < 1e-6
+    assert "d0.loss_oks_refine" not in SetCriterion(sig, 1, LossConfig()).refine_losses(refined, sigmas, tgt,
+                                                                                      index, 2.0)

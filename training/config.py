@@ -48,7 +48,10 @@ class TrainConfig:
             takes its next ``dec_topk - 1`` cheapest detect queries as positives (more pose
             targets for those layers); the last layer stays one-to-one, so the output has no
             duplicates to remove. 1 = one-to-one everywhere.
-        loss_cls, loss_kpt, loss_oks: loss weights.
+        loss_cls, loss_kpt, loss_oks: loss weights. ``loss_oks`` (1 - OKS of each matched pose,
+            summed per person) applies to the proposals, every decoder layer and every refinement
+            layer; unlike RLE's median-like pull it rewards committing to the likelier of two
+            places a joint could be (left or right, facing or not) over a pose between them.
         cls_target: ``oks`` (varifocal loss towards each matched pose's OKS, so scores rank pose
             quality) or ``binary`` (PETR's focal loss towards 1 for every matched query).
         log_interval: steps per log line; ckpt_interval: steps between ``last.pt`` saves;

@@ -3,8 +3,8 @@
 Keys follow docs/training-log.md: ``enc_loss_cls``, ``enc_loss_kpt`` (encoder proposals), ``d0.loss_cls``,
 ``d0.loss_kpt``, ... (intermediate decoder layers), ``loss_cls``, ``loss_kpt`` (last layer),
 ``*loss_oks`` when its weight is not zero, and ``d0.loss_kpt_refine``, ``d1.loss_kpt_refine``, ...
-for the keypoint refinement layers. As in mmdet, each logged value already includes its weight,
-and ``loss`` is their sum.
+for the keypoint refinement layers (and ``d0.loss_oks_refine``, ... when ``loss_oks`` is not
+zero). As in mmdet, each logged value already includes its weight, and ``loss`` is their sum.
 
 Everything is batched: one cost tensor per stage for the whole batch, one device-to-host copy
 per frame for all stages (:meth:`SetCriterion.match`), the assignments solved on the host, and
@@ -214,6 +214,9 @@ class SetCriterion(nn.Module):
                            area.sqrt() if c.sigma_relative else None)
             red = rle.sum() / n if c.rle_reduction == "person" else rle.sum() / (2 * vis.sum()).clamp(min=1)
             out[f"d{layer}.loss_kpt_refine"] = c.loss_kpt * red
+            if c.loss_oks:  # the refined pose is the one shown and scored: it gets the OKS term too
+                oks = paired_oks(keypoints[layer, bi, ri].float(), gt, vis, area, self.sigmas)
+                out[f"d{layer}.loss_oks_refine"] = c.loss_oks * (1 - oks).sum() / n
         return out
 
     @staticmethod

@@ -114,12 +114,14 @@ def groups(log: Log) -> list[tuple[str, list[tuple[str, list[str]]]]]:
     claims go to "other", so every logged key is plotted."""
     keys = log.keys
     refine = sorted(k for k in keys if k.endswith("loss_kpt_refine"))
+    refine_oks = sorted(k for k in keys if k.endswith("loss_oks_refine"))
     out = [
         ("encoder", [("Encoder classification", ["enc_loss_cls"]), ("Encoder keypoints (RLE)", ["enc_loss_kpt"])]),
         ("decoder", [("Decoder classification per layer", _layer_keys(keys, "loss_cls")),
                      ("Decoder keypoints per layer (RLE)", _layer_keys(keys, "loss_kpt")),
                      ("Decoder OKS loss per layer", _layer_keys(keys, "loss_oks"))]),
-        ("refinement", [("Refinement vs base keypoint loss", [*refine, "loss_kpt"])]),
+        ("refinement", [("Refinement vs base keypoint loss", [*refine, "loss_kpt"]),
+                        ("Refinement OKS loss vs the last decoder layer's", [*refine_oks, "loss_oks"])]),
         ("tracking", [("Keypoint L1: track vs detect queries", ["trk_kpt_l1", "det_kpt_l1"]),
                       ("Queries per image", ["n_trk", "n_trk_pos", "n_det_pos"]),
                       ("Track matching n_trk_pos / n_trk", ["n_trk_pos/n_trk"]),
