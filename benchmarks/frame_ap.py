@@ -96,8 +96,9 @@ def main() -> None:
                     only_best[q] = max(only_best[q], oks[q, g])
                     height = max(boxes[g, 3] - boxes[g, 1], 1.0)
                     gt = frame.keypoints[g, :, :2]
-                    err = np.linalg.norm(px[q] - gt, axis=-1) / height
-                    term = np.exp(-(err * height) ** 2 / (2 * (2 * sigmas) ** 2 * area[g]))
+                    dist = np.linalg.norm(px[q] - gt, axis=-1)
+                    err = dist / height
+                    term = np.exp(-dist**2 / (2 * (2 * sigmas) ** 2 * area[g]))  # oks_matrix's per-joint term
                     people.append((height, oks[q, g], err, vis[g], term, side_agreement(px[q], gt, vis[g], layout)))
             self_oks = oks_matrix(px, px, sigmas)  # scale: each pose's own keypoint box
             ids, kscores = np.arange(len(px)), np.ones(px.shape[:2])
