@@ -185,3 +185,63 @@ def test_refinement_layers_get_the_oks_term_when_it_is_weighted():
     assert abs(float(out["d1.loss_oks_refine"]) - float(expected)) < 1e-6
     assert "d0.loss_oks_refine" not in SetCriterion(sig, 1, LossConfig()).refine_losses(refined, sigmas, tgt,
                                                                                       index, 2.0)
+
+
+def _pair_targets():
+    """Two people seen the same way whose left/right labels are opposite (the ambiguous case):
+    gt [2, 17, 2], with shoulders 0.1 apart."""
+    base = torch.full((17, 2), 0.5)
+    base[5, 0], base[6, 0] = 0.45, 0.55
+    flipped = base.clone()
+    flipped[[5, 6]] = base[[6, 5]]
+    return torch.stack([base, flipped])
+
+
+def test_side_mixture_commits_where_plain_rle_hedges():
+    """With side logits the keypoint loss is a mixture over each pair's two orders: between two
+    people labelled the opposite way round, committing to two places beats a pose with both
+    shoulders in the middle (which plain RLE rates no worse), and at z = 0 the loss cannot tell
+    a pose from its pair-swapped copy."""
+    from training.objective.losses import rle_sum
+
+    torch.manual_seed(0)
+    flow = RealNVP()
+    gt = _pair_targets()
+    vis = torch.ones(2, 17, dtype=torch.bool)
+    sig = torch.full((2, 17, 2), 0.01)
+    pairs = torch.tensor(COCO17.flip_pairs)
+    committed = gt[[0, 0]]  # both people predicted in the first order
+    middle = committed.clone()
+    middle[:, [5, 6], 0] = 0.5
+    z = torch.zeros(2, len(pairs))
+    with torch.no_grad():
+        plain = [float(rle_sum(p, sig, gt, vis, flow)) for p in (committed, middle)]
+        mixed = [float(rle_sum(p, sig, gt, vis, flow, side=z, pairs=pairs)) for p in (committed, middle)]
+        assert plain[1] <= plain[0] + 1e-3, "plain RLE does not reward committing"
+        assert mixed[0] < mixed[1] - 10, "the mixture does"
+        swapped = committed.clone()
+        swapped[:, [5, 6]] = committed[:, [6, 5]]
+        assert float(rle_sum(swapped, sig, gt, vis, flow, side=z, pairs=pairs)) == pytest.approx(mixed[0], rel=1e-5)
+        # A sure logit (|z| large) is plain RLE of the order shown, plus nothing.
+        sure = float(rle_sum(gt, sig, gt, vis, flow, side=torch.full((2, len(pairs)), 30.0), pairs=pairs))
+        assert sure == pytest.approx(float(rle_sum(gt, sig, gt, vis, flow)), abs=1e-4)
+
+
+def test_side_heads_show_the_pose_in_the_likelier_order():
+    """A positive swap logit swaps the pair's joints (and sigmas) in what the model outputs; a
+    negative one leaves them; unpaired joints never move."""
+    from pavenet.model.side import SideHead
+
+    pairs = COCO17.flip_pairs
+    head = SideHead(8, pairs, 17)
+    x = torch.randn(2, 3, 8)
+    kp, sg = torch.rand(2, 3, 17, 2), torch.rand(2, 3, 17, 2)
+    out_kp, out_sg, logits = head(x, kp, sg)
+    assert logits.shape == (2, 3, len(pairs)) and torch.equal(out_kp, kp), "a new head trusts the slots"
+    with torch.no_grad():
+        head.linear.bias[:] = 5.0
+        head.linear.bias[0] = -5.0  # the eyes stay
+    out_kp, out_sg, _ = head(x, kp, sg)
+    flip = np.array(COCO17.flip_index)
+    flip[[1, 2]] = [1, 2]
+    assert torch.equal(out_kp, kp[..., flip, :]) and torch.equal(out_sg, sg[..., flip, :])

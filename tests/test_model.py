@@ -86,3 +86,21 @@ def test_spread_offsets_puts_each_heads_points_on_a_ray():
     for m in range(4):
         for p, dist in enumerate((0.2, 0.4)):
             assert torch.allclose(bias[m, :, :, :, p], (dist * expected[m]).expand(2, 2, 3, 2), atol=1e-6)
+
+
+def test_a_model_with_side_heads_exports_and_matches_onnx(tmp_path):
+    """Side heads swap pairs inside the step: the exported graph shows the same (swapped) poses."""
+    from export.onnx_export import example_inputs, export_onnx
+    from export.verify import verify_onnx
+
+    torch.manual_seed(0)
+    cfg = TINY.override(side_heads=True)
+    model = build_model(cfg).eval()
+    for head in model.decoder.heads:  # a trained head: confident both ways
+        torch.nn.init.normal_(head.side.linear.weight, std=3.0)
+        torch.nn.init.zeros_(head.side.linear.bias)
+    with torch.no_grad():
+        logits = model(example_inputs(cfg)[0].permute(0, 3, 1, 2).float())["side_logits"]
+    assert (logits > 0).any() and (logits < 0).any()
+    errors = verify_onnx(model, export_onnx(model, tmp_path / "side.onnx"))
+    assert errors["keypoints"] <= 1e-4

@@ -64,6 +64,10 @@ class ModelConfig:
             moves it to their softmax-weighted mean (integral regression on the backbone's
             stride-4 features, which the stride-8+ levels cannot resolve for small people).
             Logged as one more ``dN.loss_kpt_refine``. 0 = none; odd sizes only.
+        side_heads: every pose head also predicts, per left/right pair, whether its two joints
+            are the wrong way round (:mod:`pavenet.model.side`); the pose comes out in the
+            likelier order and the keypoint loss is a mixture over both orders, so the model
+            commits to two places instead of hedging between them.
     """
 
     name: str = "pavenet-t"
@@ -93,6 +97,7 @@ class ModelConfig:
     sigma_relative: bool = True
     align_centres: bool = True
     fine_grid: int = 0
+    side_heads: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -123,6 +128,11 @@ class ModelConfig:
     @property
     def num_keypoints(self) -> int:
         return get_layout(self.layout).num_keypoints
+
+    @property
+    def side_pairs(self) -> tuple[tuple[int, int], ...]:
+        """The layout's left/right pairs when ``side_heads`` is on, else ()."""
+        return get_layout(self.layout).flip_pairs if self.side_heads else ()
 
     @property
     def window_offsets(self) -> tuple[int, ...]:

@@ -17,6 +17,7 @@ from torch import nn
 
 from pavenet.model.attention import FeedForward, MultiHeadAttention, WindowDeformableAttention, sine_embedding
 from pavenet.model.config import ModelConfig
+from pavenet.model.side import SideHead
 
 SCORE_PRIOR = 0.01  # initial person probability of every query (focal-loss prior)
 
@@ -69,24 +70,33 @@ class PoseEmbedding(MLP):
 
 
 class PoseHead(nn.Module):
-    """Score logit, keypoint refinement (in logit space) and RLE sigma for each query."""
+    """Score logit, keypoint refinement (in logit space) and RLE sigma for each query; with
+    ``side_pairs``, a :class:`~pavenet.model.side.SideHead` that puts each left/right pair in its
+    likelier order."""
 
-    def __init__(self, d: int, k: int):
+    def __init__(self, d: int, k: int, side_pairs: tuple[tuple[int, int], ...] = ()):
         super().__init__()
         self.k = k
         self.score = nn.Linear(d, 1)
         self.delta = zero_last(MLP(d, d, k * 2))
         self.sigma = nn.Linear(d, k * 2)
+        self.side = SideHead(d, side_pairs, k) if side_pairs else None
         nn.init.constant_(self.score.bias, -math.log((1 - SCORE_PRIOR) / SCORE_PRIOR))
 
     def forward(self, x: torch.Tensor, reference: torch.Tensor):
-        """x [B, N, D], reference [B, N, K, 2] -> (score [B, N], keypoints [B, N, K, 2], sigma [B, N, K, 2]).
+        """x [B, N, D], reference [B, N, K, 2] -> (score [B, N], keypoints [B, N, K, 2], sigma [B, N, K, 2],
+        swap logits [B, N, P] or None without side heads).
 
         ``sigma`` in (0, 1) is the RLE scale: relative to the person's size when the model's
-        ``sigma_relative`` is on, else in normalised image units."""
+        ``sigma_relative`` is on, else in normalised image units. With side heads, keypoints and
+        sigmas are already in the likelier order."""
         shape = (*x.shape[:-1], self.k, 2)
         keypoints = torch.sigmoid(inverse_sigmoid(reference) + self.delta(x).view(shape))
-        return self.score(x).squeeze(-1), keypoints, torch.sigmoid(self.sigma(x)).view(shape)
+        sigmas = torch.sigmoid(self.sigma(x)).view(shape)
+        logits = None
+        if self.side is not None:
+            keypoints, sigmas, logits = self.side(x, keypoints, sigmas)
+        return self.score(x).squeeze(-1), keypoints, sigmas, logits
 
 
 class DecoderLayer(nn.Module):
@@ -119,7 +129,8 @@ class PoseDecoder(nn.Module):
         self.current = cfg.window_offsets.index(0)
         self.pose_embed = PoseEmbedding(cfg.pose_embed, k, d)
         self.layers = nn.ModuleList(DecoderLayer(cfg, frames) for _ in range(cfg.decoder_layers))
-        self.heads = nn.ModuleList(PoseHead(d, k) for _ in range(cfg.decoder_layers))
+        pairs = cfg.side_pairs
+        self.heads = nn.ModuleList(PoseHead(d, k, pairs) for _ in range(cfg.decoder_layers))
 
     def forward(self, query: torch.Tensor, window_ref: torch.Tensor, values: list[torch.Tensor],
                 shapes: list[tuple[int, int]], mask: torch.Tensor | None = None,
@@ -135,23 +146,28 @@ class PoseDecoder(nn.Module):
 
         Returns:
             ``scores`` [L, B, N + Q], ``keypoints``/``sigmas`` [L, B, N + Q, K, 2] (current frame),
-            ``window_keypoints`` [B, N + Q, F, K, 2] and ``hidden`` [B, N + Q, D] of the last layer.
+            ``window_keypoints`` [B, N + Q, F, K, 2] and ``hidden`` [B, N + Q, D] of the last layer;
+            with side heads ``side_logits`` [L, B, N + Q, P] (keypoints already in the likelier order).
         """
-        scores, keypoints, sigmas = [], [], []
+        scores, keypoints, sigmas, sides = [], [], [], []
         c = self.current
         is_track = (torch.arange(query.shape[1], device=query.device) < n_tracks).view(1, -1, 1, 1)
         for layer, head in zip(self.layers, self.heads):
             ref = window_ref[:, :, c]
             query = layer(query, self.pose_embed(ref), window_ref, pose_scale(ref), values, shapes, mask)
-            s, kp, sg = head(query, ref)
+            s, kp, sg, side = head(query, ref)
+            sides.append(side)
             scores.append(s)
             keypoints.append(kp)
             sigmas.append(sg)
             now = kp.detach()
             window_ref = torch.stack([now if f == c else torch.where(is_track, window_ref[:, :, f], now)
                                       for f in range(window_ref.shape[2])], 2)
-        return {"scores": torch.stack(scores), "keypoints": torch.stack(keypoints), "sigmas": torch.stack(sigmas),
-                "window_keypoints": window_ref, "hidden": query}
+        out = {"scores": torch.stack(scores), "keypoints": torch.stack(keypoints), "sigmas": torch.stack(sigmas),
+               "window_keypoints": window_ref, "hidden": query}
+        if sides[0] is not None:
+            out["side_logits"] = torch.stack(sides)
+        return out
 
 
 class TrackReanchor(nn.Module):

@@ -79,7 +79,7 @@ class PAVENet(nn.Module):
         self.level_embed = nn.Parameter(torch.randn(cfg.num_levels, d) * 0.02)
         self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
         self.enc_output = nn.Sequential(nn.Linear(d, d), nn.LayerNorm(d))
-        self.enc_head = PoseHead(d, k)
+        self.enc_head = PoseHead(d, k, cfg.side_pairs)
         self.query_proj = nn.Sequential(nn.Linear(d, d), nn.LayerNorm(d))
         self.reanchor = TrackReanchor(cfg) if cfg.track_reanchor else None
         self.decoder = PoseDecoder(cfg)
@@ -134,8 +134,8 @@ class PAVENet(nn.Module):
         track queries; inference never needs it.
 
         Returns the encoder proposals (``enc_scores`` [B, S], ``enc_keypoints``/``enc_sigmas``
-        [B, S, K, 2]) and the decoder outputs (see :class:`PoseDecoder`); rows 0..N-1 of the
-        decoder outputs answer the N track queries in order.
+        [B, S, K, 2], with side heads ``enc_side_logits`` [B, S, P]) and the decoder outputs (see
+        :class:`PoseDecoder`); rows 0..N-1 of the decoder outputs answer the N track queries in order.
         """
         b = tokens.shape[0]
         k, d = self.cfg.num_keypoints, self.cfg.d_model
@@ -144,7 +144,7 @@ class PAVENet(nn.Module):
         memory = tokens[:, -self.cfg.num_proposal_tokens:]
         anchors = cell_centres(enc_shapes, tokens.device, self.cfg.aligned_size)[None, :, None, :].expand(b, -1, k, -1)
         enc_feat = self.enc_output(memory)
-        enc_scores, enc_kpts, enc_sigmas = self.enc_head(enc_feat, anchors)
+        enc_scores, enc_kpts, enc_sigmas, enc_side = self.enc_head(enc_feat, anchors)
         top = enc_scores.topk(self.cfg.num_queries, dim=1).indices  # [B, Q]
         query = self.query_proj(torch.gather(enc_feat, 1, top[..., None].expand(-1, -1, d)).detach())
         reference = torch.gather(enc_kpts, 1, top[..., None, None].expand(-1, -1, k, 2)).detach()
@@ -166,6 +166,8 @@ class PAVENet(nn.Module):
         n_tracks = 0 if track_queries is None else track_queries.shape[1]
         out = self.decoder(query, window_ref, window, shapes, mask, n_tracks)
         out.update(enc_scores=enc_scores, enc_keypoints=enc_kpts, enc_sigmas=enc_sigmas)
+        if enc_side is not None:
+            out["enc_side_logits"] = enc_side
         return out
 
     def refine(self, hidden: torch.Tensor, window_keypoints: torch.Tensor, window: list[torch.Tensor],

@@ -76,7 +76,10 @@ class TrainStep(nn.Module):
                     frame_losses, index = self.criterion(out, tgt, tracks, enc_m, layer_m, n)
                     if refined is not None:
                         ref_index = self._refine_index(last, rows, images.device)
-                        frame_losses.update(self.criterion.refine_losses(*refined, tgt, ref_index, n))
+                        side = out.get("side_logits")
+                        if side is not None:  # the refined rows' last-layer swap logits [B, R, P]
+                            side = torch.gather(side[-1], 1, index_rows[..., None].expand(-1, -1, side.shape[-1]))
+                        frame_losses.update(self.criterion.refine_losses(*refined, tgt, ref_index, n, side))
                     for k, v in frame_losses.items():
                         losses[k] = losses.get(k, 0) + v / (frames - first_grad)
                     bi, qi, ti = index

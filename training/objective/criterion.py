@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from training.objective.losses import RealNVP, paired_oks, rle_loss, sigmoid_focal_loss, varifocal_loss
+from training.objective.losses import RealNVP, paired_oks, rle_sum, sigmoid_focal_loss, varifocal_loss
 from training.objective.matcher import HungarianMatcher, TargetBatch, extend_topk, match_all, match_topk, to_host
 from training.objective.tracking import TrackBatch, TrackRules, match_image, pinned
 
@@ -95,12 +95,14 @@ class SetCriterion(nn.Module):
     """
 
     def __init__(self, sigmas: torch.Tensor, num_layers: int, cfg: LossConfig | None = None,
-                 rules: TrackRules | None = None):
+                 rules: TrackRules | None = None, side_pairs: tuple[tuple[int, int], ...] = ()):
         super().__init__()
         self.cfg = cfg or LossConfig()
         self.rules = rules or TrackRules()
         self.num_layers = num_layers
         self.register_buffer("sigmas", torch.as_tensor(sigmas, dtype=torch.float32), persistent=False)
+        # the model's left/right pairs when it has side heads (its keypoint loss is then a mixture)
+        self.register_buffer("side_pairs", torch.tensor(side_pairs, dtype=torch.long).view(-1, 2), persistent=False)
         self.enc_flow = RealNVP()
         self.dec_flow = RealNVP()
         self.refine_flow = RealNVP()
@@ -139,11 +141,23 @@ class SetCriterion(nn.Module):
             enc = match_all(host[2], counts) if k <= 1 else match_topk(host[2], counts, k)
         return enc, layers, probs
 
+    def keypoint_loss(self, pred: torch.Tensor, sig: torch.Tensor, gt: torch.Tensor, vis: torch.Tensor,
+                      area: torch.Tensor, flow: RealNVP, n: float | torch.Tensor,
+                      side: torch.Tensor | None) -> torch.Tensor:
+        """Reduced RLE of M matched poses (pred/sig/gt [M, K, 2], vis [M, K], area [M], side
+        logits [M, P] or None), before its weight."""
+        c = self.cfg
+        if side is not None and not len(self.side_pairs):
+            raise ValueError("the model has side heads: build the criterion with its side_pairs")
+        total = rle_sum(pred, sig, gt, vis, flow, area.sqrt() if c.sigma_relative else None, side, self.side_pairs)
+        return total / n if c.rle_reduction == "person" else total / (2 * vis.sum()).clamp(min=1)
+
     def stage_losses(self, prefix: str, scores: torch.Tensor, keypoints: torch.Tensor, sigmas: torch.Tensor,
                      tgt: TargetBatch, index: tuple[torch.Tensor, ...], flow: RealNVP, n: float | torch.Tensor,
-                     valid: torch.Tensor | None = None) -> dict:
+                     valid: torch.Tensor | None = None, side: torch.Tensor | None = None) -> dict:
         """Weighted losses of one stage: scores [B, N], keypoints/sigmas [B, N, K, 2], matched pairs
-        ``index`` (image, query, target) [M]; ``valid`` [B, N] excludes padding rows."""
+        ``index`` (image, query, target) [M]; ``valid`` [B, N] excludes padding rows; ``side``
+        [B, N, P] swap logits of a model with side heads."""
         c = self.cfg
         bi, qi, ti = index
         pred, sig = keypoints[bi, qi].float(), sigmas[bi, qi].float()
@@ -161,11 +175,7 @@ class SetCriterion(nn.Module):
         weight = 1.0 - (in_ignore(keypoints, tgt) & (labels == 0)).float()
         if valid is not None:
             weight = weight * valid
-        rle = rle_loss(pred, sig, gt, vis, flow, area.sqrt() if c.sigma_relative else None)
-        if c.rle_reduction == "person":
-            kpt = rle.sum() / n
-        else:
-            kpt = rle.sum() / (2 * vis.sum()).clamp(min=1)
+        kpt = self.keypoint_loss(pred, sig, gt, vis, area, flow, n, None if side is None else side[bi, qi])
         out = {f"{prefix}loss_cls": c.loss_cls * (focal * weight).sum() / n, f"{prefix}loss_kpt": c.loss_kpt * kpt}
         if c.loss_oks:
             out[f"{prefix}loss_oks"] = c.loss_oks * (1 - paired_oks(pred, gt, vis, area, self.sigmas)).sum() / n
@@ -188,7 +198,8 @@ class SetCriterion(nn.Module):
         device = outputs["scores"].device
         n = num_targets(tgt, device) if n is None else n
         enc = (outputs["enc_scores"], outputs["enc_keypoints"], outputs["enc_sigmas"])
-        losses = self.stage_losses("enc_", *enc, tgt, pair_index(enc_matches, device), self.enc_flow, n)
+        losses = self.stage_losses("enc_", *enc, tgt, pair_index(enc_matches, device), self.enc_flow, n,
+                                   side=outputs.get("enc_side_logits"))
         valid = None
         if tracks.size:
             q = outputs["scores"].shape[-1] - tracks.size
@@ -196,23 +207,26 @@ class SetCriterion(nn.Module):
         index = None
         for layer in range(self.num_layers):
             s, k, sg = outputs["scores"][layer], outputs["keypoints"][layer], outputs["sigmas"][layer]
+            side = outputs["side_logits"][layer] if "side_logits" in outputs else None
             index = pair_index(layer_matches[layer], device)
             losses.update(self.stage_losses(layer_prefix(layer, self.num_layers), s, k, sg, tgt, index,
-                                            self.dec_flow, n, valid))
+                                            self.dec_flow, n, valid, side))
         return losses, index
 
     def refine_losses(self, keypoints: torch.Tensor, sigmas: torch.Tensor, tgt: TargetBatch,
-                      index: tuple[torch.Tensor, torch.Tensor, torch.Tensor], n: float | torch.Tensor) -> dict:
+                      index: tuple[torch.Tensor, torch.Tensor, torch.Tensor], n: float | torch.Tensor,
+                      side: torch.Tensor | None = None) -> dict:
         """RLE of each refinement layer: keypoints/sigmas [Lr, B, R, K, 2]; ``index`` (image, row,
-        target) [M] says which refined row is which person."""
+        target) [M] says which refined row is which person; ``side`` [B, R, P] the rows' last-layer
+        swap logits (side heads: the refiner keeps the decoder's order, so its loss is the same mixture)."""
         c = self.cfg
         bi, ri, ti = index
         gt, vis, area = tgt.keypoints[bi, ti], tgt.visible[bi, ti], tgt.area[bi, ti]
+        z = None if side is None else side[bi, ri]
         out = {}
         for layer in range(keypoints.shape[0]):
-            rle = rle_loss(keypoints[layer, bi, ri].float(), sigmas[layer, bi, ri].float(), gt, vis, self.refine_flow,
-                           area.sqrt() if c.sigma_relative else None)
-            red = rle.sum() / n if c.rle_reduction == "person" else rle.sum() / (2 * vis.sum()).clamp(min=1)
+            red = self.keypoint_loss(keypoints[layer, bi, ri].float(), sigmas[layer, bi, ri].float(), gt, vis, area,
+                                     self.refine_flow, n, z)
             out[f"d{layer}.loss_kpt_refine"] = c.loss_kpt * red
             if c.loss_oks:  # the refined pose is the one shown and scored: it gets the OKS term too
                 oks = paired_oks(keypoints[layer, bi, ri].float(), gt, vis, area, self.sigmas)

@@ -104,6 +104,35 @@ def rle_loss(pred: torch.Tensor, sigma: torch.Tensor, target: torch.Tensor, visi
     return loss * vis
 
 
+def rle_sum(pred: torch.Tensor, sigma: torch.Tensor, target: torch.Tensor, visible: torch.Tensor,
+            flow: RealNVP, scale: torch.Tensor | None = None, side: torch.Tensor | None = None,
+            pairs: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum of the RLE loss over every labelled coordinate of M matched poses (shapes as
+    :func:`rle_loss`).
+
+    With ``side`` [M, P] swap logits (:mod:`pavenet.model.side`; the poses already in the order
+    those logits call likelier) and ``pairs`` [P, 2] the layout's (left, right) slots, each pair's
+    two joints are a two-component mixture: the order shown, with probability sigmoid(|z|), and
+    the swapped one, ``-log(sigmoid(|z|) e^-L_kept + sigmoid(-|z|) e^-L_swapped)``. Where the
+    image cannot say which joint is which, the geometry is no longer pulled between the two
+    places; the logit learns how sure the order is.
+    """
+    rle = rle_loss(pred, sigma, target, visible, flow, scale).sum(-1)  # [M, K]
+    if side is None:
+        return rle.sum()
+    a, b = pairs[:, 0], pairs[:, 1]
+    slots = torch.arange(pred.shape[1], device=pred.device)
+    partner = slots.clone()
+    partner[a], partner[b] = b, a
+    swapped = rle_loss(pred, sigma, target[:, partner], visible[:, partner], flow, scale).sum(-1)
+    kept = rle[:, a] + rle[:, b]  # [M, P]
+    other = swapped[:, a] + swapped[:, b]
+    z = side.float().abs()
+    mix = -torch.logaddexp(F.logsigmoid(z) - kept, F.logsigmoid(-z) - other)
+    unpaired = (partner == slots).to(rle.dtype)
+    return (rle * unpaired).sum() + mix.sum()
+
+
 def oks(pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, area: torch.Tensor,
         sigmas: torch.Tensor) -> torch.Tensor:
     """Object keypoint similarity of every prediction with every target.
