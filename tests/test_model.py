@@ -104,3 +104,18 @@ def test_a_model_with_side_heads_exports_and_matches_onnx(tmp_path):
     assert (logits > 0).any() and (logits < 0).any()
     errors = verify_onnx(model, export_onnx(model, tmp_path / "side.onnx"))
     assert errors["keypoints"] <= 1e-4
+
+
+def test_keypoint_confidence_is_relative_to_the_pose_size_for_whole_image_sigmas():
+    """The same whole-image sigma is a small error on a large person and a large one on a small
+    person: the confidence of a model with whole-image sigmas divides by the pose's size; a model
+    with size-relative sigmas keeps 1 - sigma."""
+    from pavenet.model.step import keypoint_confidence
+
+    small = torch.rand(1, 17, 2) * 0.1 + 0.4  # a pose 0.1 of the image tall
+    large = (small - 0.4) * 5 + 0.2  # the same pose 0.5 tall
+    sigma = torch.full((1, 17, 2), 0.02)
+    c_small, c_large = keypoint_confidence(small, sigma, False), keypoint_confidence(large, sigma, False)
+    assert c_small.shape == (1, 17) and bool((c_large > c_small).all())
+    assert torch.allclose(keypoint_confidence(small, sigma, True), torch.full((1, 17), 0.98))
+    assert bool(((c_small > 0) & (c_small <= 1)).all())

@@ -12,7 +12,8 @@ Inputs:
 Outputs (rows 0..N-1 answer the N track queries in order, then the detect queries):
     scores           [1, N + Q] person probability.
     keypoints        [1, N + Q, K, 2] normalised (0, 0) top-left to (1, 1) bottom-right of the input.
-    keypoint_scores  [1, N + Q, K] confidence of each keypoint (1 - mean RLE sigma).
+    keypoint_scores  [1, N + Q, K] confidence of each keypoint from its RLE sigma
+                     (:func:`keypoint_confidence`).
     hidden           [1, N + Q, D] next step's track queries.
     tokens           [1, S, D] next step's ``prev_tokens``.
 
@@ -24,7 +25,25 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pavenet.model.decoder import pose_scale
 from pavenet.model.pavenet import PAVENet
+
+
+def keypoint_confidence(keypoints: torch.Tensor, sigmas: torch.Tensor, relative: bool) -> torch.Tensor:
+    """[..., K] confidence in [0, 1] of each keypoint: keypoints/sigmas [..., K, 2] normalised.
+
+    A model trained with size-relative sigmas (``sigma_relative``) gives ``1 - mean sigma`` as
+    mmpose scores RLE keypoints. With whole-image sigmas the same sigma means a small error on a
+    large person and a large one on a small person, so the sigma is first divided by the pose's
+    size (the longer side of its keypoint box, floored at 2 % of the image): ``exp(-mean sigma / size)``.
+    Measured on the val split with the stage-6 model: hiding the half of the shown joints with the
+    largest size-relative sigma raised MOTA from 0.144 to 0.217, hiding the half with the largest
+    whole-image sigma only to 0.161.
+    """
+    if relative:
+        return (1 - sigmas.mean(-1)).clamp(0, 1)
+    size = pose_scale(keypoints).amax(-1, keepdim=True)  # [..., 1]
+    return torch.exp(-sigmas.mean(-1) / size)
 
 
 class StreamingStep(nn.Module):
@@ -49,7 +68,7 @@ class StreamingStep(nn.Module):
         kps, sig = out["keypoints"][-1], out["sigmas"][-1]
         if self.model.refiner is not None:
             kps, sig = self._refine(out, window, track_queries.shape[1], fine)
-        kpt_scores = (1 - sig.mean(-1)).clamp(0, 1)  # as mmpose scores RLE keypoints
+        kpt_scores = keypoint_confidence(kps, sig, self.model.cfg.sigma_relative)
         return out["scores"][-1].sigmoid(), kps, kpt_scores, out["hidden"], tokens
 
     def _refine(self, out: dict, window: list[torch.Tensor], n: int,
