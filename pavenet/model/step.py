@@ -36,9 +36,8 @@ def keypoint_confidence(keypoints: torch.Tensor, sigmas: torch.Tensor, relative:
     mmpose scores RLE keypoints. With whole-image sigmas the same sigma means a small error on a
     large person and a large one on a small person, so the sigma is first divided by the pose's
     size (the longer side of its keypoint box, floored at 2 % of the image): ``exp(-mean sigma / size)``.
-    Measured on the val split with the stage-6 model: hiding the half of the shown joints with the
-    largest size-relative sigma raised MOTA from 0.144 to 0.217, hiding the half with the largest
-    whole-image sigma only to 0.161.
+    With the stage-6 model and ``keypoint_thr`` 0.5 this raised val MOTA from 0.144 to 0.222 and
+    PCKh-AP from 0.304 to 0.349 (the model card's sweep).
     """
     if relative:
         return (1 - sigmas.mean(-1)).clamp(0, 1)
