@@ -32,8 +32,8 @@ from pavenet.tracker import Tracker
 class Settings:
     """What the user can change in the page."""
 
-    score_thr: float = 0.5  # a detection starts a track from this score (new_track_thr)
-    keypoint_thr: float = 0.3  # keypoints below are not drawn
+    score_thr: float | None = None  # a detection starts a track from this score (None: the model's new_track_thr)
+    keypoint_thr: float | None = None  # keypoints below are not drawn (None: the model's tuned one)
     smooth: bool = False  # One-Euro smoothing of drawn keypoints
     trails: bool = True  # draw each person's recent path
 
@@ -134,8 +134,8 @@ class SharedModel:
         return self.base.provider
 
     def new_tracker(self, settings: Settings, fps: float = 30.0) -> Tracker:
-        thresholds = self.base.thresholds.override(new_track_thr=settings.score_thr,
-                                                   keypoint_thr=settings.keypoint_thr)
+        given = {"new_track_thr": settings.score_thr, "keypoint_thr": settings.keypoint_thr}
+        thresholds = self.base.thresholds.override(**{k: v for k, v in given.items() if v is not None})
         return Tracker(self.base.backend, thresholds, smooth=settings.smooth, fps=fps)
 
 

@@ -126,10 +126,12 @@ def people_count(n: int) -> str:
     return f"{n} person" if n == 1 else f"{n} people"
 
 
-def annotate(frame: np.ndarray, poses, keypoint_thr: float = 0.3, trails: Trails | None = None,
+def annotate(frame: np.ndarray, poses, keypoint_thr: float | None = None, trails: Trails | None = None,
              fps: float | None = None) -> np.ndarray:
     """The annotated frame every front end shows: skeletons and IDs, optional trails (pass the same
-    :func:`new_trails` dict every frame) and an FPS / people-count overlay. ``frame`` BGR, not modified."""
+    :func:`new_trails` dict every frame) and an FPS / people-count overlay. ``frame`` BGR, not modified;
+    ``keypoint_thr`` defaults to the one ``poses`` carries (the model's tuned one)."""
+    keypoint_thr = poses.keypoint_thr if keypoint_thr is None else keypoint_thr
     out = poses.draw(frame, keypoint_thr)
     if trails is not None:
         out = draw_trails(out, poses, trails, keypoint_thr)

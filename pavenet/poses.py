@@ -21,6 +21,8 @@ class Poses:
         scores: [n] float32 person scores.
         boxes: [n, 4] float32 x1, y1, x2, y2 around the confident keypoints.
         layout: what the K slots mean.
+        keypoint_thr: the keypoint score below which a joint is not drawn by default (the
+            tracker sets its model's tuned ``keypoint_thr``).
     """
 
     track_ids: np.ndarray
@@ -29,15 +31,16 @@ class Poses:
     scores: np.ndarray
     boxes: np.ndarray
     layout: KeypointLayout = COCO17
+    keypoint_thr: float = 0.3
 
     def __len__(self) -> int:
         return len(self.track_ids)
 
     @staticmethod
-    def empty(layout: KeypointLayout = COCO17) -> Poses:
+    def empty(layout: KeypointLayout = COCO17, keypoint_thr: float = 0.3) -> Poses:
         k = layout.num_keypoints
         return Poses(np.zeros(0, np.int64), np.zeros((0, k, 2), np.float32), np.zeros((0, k), np.float32),
-                     np.zeros(0, np.float32), np.zeros((0, 4), np.float32), layout)
+                     np.zeros(0, np.float32), np.zeros((0, 4), np.float32), layout, keypoint_thr)
 
     def to_dict(self) -> dict:
         """JSON-serialisable: one entry per person with keypoints as [x, y, score] triples."""
@@ -50,9 +53,11 @@ class Poses:
                                          for x, y, s in kp]})
         return {"people": people}
 
-    def draw(self, frame: np.ndarray, keypoint_thr: float = 0.3, boxes: bool = False) -> np.ndarray:
-        """A copy of ``frame`` (BGR) with skeletons and IDs coloured per track."""
-        return draw_poses(frame, self.keypoints, self.keypoint_scores, self.track_ids, self.layout, keypoint_thr,
+    def draw(self, frame: np.ndarray, keypoint_thr: float | None = None, boxes: bool = False) -> np.ndarray:
+        """A copy of ``frame`` (BGR) with skeletons and IDs coloured per track; joints scoring below
+        ``keypoint_thr`` (default: :attr:`keypoint_thr`, the model's tuned one) are not drawn."""
+        thr = self.keypoint_thr if keypoint_thr is None else keypoint_thr
+        return draw_poses(frame, self.keypoints, self.keypoint_scores, self.track_ids, self.layout, thr,
                           self.boxes if boxes else None)
 
 

@@ -186,7 +186,7 @@ class Tracker:
     def _poses(self, matrix: np.ndarray) -> Poses:
         visible = [t for t in self._tracks if t.lost == 0 and t.confirmed]
         if not visible:
-            return Poses.empty(self.layout)
+            return Poses.empty(self.layout, self.thresholds.keypoint_thr)
         kps = np.stack([to_frame_pixels(t.keypoints, self.info.input_size, matrix) for t in visible])
         if self.smooth:
             stamp = self._frame_index / self.fps
@@ -201,6 +201,7 @@ class Tracker:
             scores=np.array([t.score for t in visible], np.float32),
             boxes=boxes_from_keypoints(kps, kscores, self.thresholds.keypoint_thr),
             layout=self.layout,
+            keypoint_thr=self.thresholds.keypoint_thr,
         )
 
     @property

@@ -60,3 +60,24 @@ def test_shipped_checkpoint_matches_the_onnx_export():
         assert a.track_ids.tolist() == b.track_ids.tolist()
         if len(a):  # the checkpoint is stored in float16: pixels agree to a fraction of a pixel
             assert np.abs(a.keypoints - b.keypoints).max() < 1.5
+
+
+def test_drawn_joints_follow_the_models_keypoint_threshold():
+    """``Poses.draw`` and ``annotate`` hide the joints the tracker's tuned ``keypoint_thr`` hides,
+    unless a threshold is given; the app's settings default to the model's thresholds."""
+    from app.demo import Settings, SharedModel
+    from pavenet.draw import annotate
+
+    tracker = Tracker.from_onnx(WEIGHTS / "pavenet-t.onnx", "cpu", keypoint_thr=0.7)
+    clip = generate_clip(EASY, "val", 5, 3, 3)
+    poses = [tracker.update(f.image) for f in clip.frames][-1]
+    assert len(poses) and poses.keypoint_thr == 0.7
+    low = poses.keypoint_scores < 0.7
+    assert low.any() and (~low).any(), "the clip must have joints on both sides of the threshold"
+    frame = clip.frames[-1].image
+    assert np.array_equal(poses.draw(frame), poses.draw(frame, 0.7))
+    assert not np.array_equal(poses.draw(frame), poses.draw(frame, 0.0))
+    assert np.array_equal(annotate(frame, poses), poses.draw(frame))
+    model = SharedModel(WEIGHTS / "pavenet-t.onnx", "cpu")
+    assert model.new_tracker(Settings()).thresholds == model.base.thresholds
+    assert model.new_tracker(Settings(keypoint_thr=0.2)).thresholds.keypoint_thr == 0.2

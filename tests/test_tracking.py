@@ -140,6 +140,9 @@ def test_handover_is_the_runtimes():
     assert plan_handover(scores, matches, tracks([0, 2]), ids, rules, None).rows == [[0, 3]], "lost too long"
     reset = plan_handover(scores, matches, tracks([0, 0]), ids, rules, None, reset=np.array([True]))
     assert reset.rows == [[]], "a reset clip starts its next frame without tracks"
+    strict = TrackRules(keep_thr=0.3, max_lost=2, drop=0.0, fp=0.0, birth_thr=0.85)
+    assert plan_handover(scores, matches, tracks([0, 1]), ids, strict, None).rows == [[0, 1]], \
+        "a detection scoring below birth_thr leaves its person untracked, as at run time"
 
 
 class Oracle(torch.nn.Module):

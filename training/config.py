@@ -36,6 +36,8 @@ class TrainConfig:
         track_drop, track_fp: training augmentation (TrackFormer): drop each track query with this
             probability per frame; with this probability per image add an unmatched detect query
             scoring >= 0.1 as a false-positive track query.
+        track_birth_thr: a matched detect query becomes a track only when it scores at least this
+            (the runtime's ``new_track_thr``); 0 hands every matched person over (TrackFormer).
         track_reset: probability that a clip forgets its tracks before its gradient window, so
             detect queries also learn on frames without track queries.
         track_feed: the pose a track query is fed with: ``refined`` (what the runtime feeds) or
@@ -99,6 +101,7 @@ class TrainConfig:
     track_drop: float = 0.1
     track_fp: float = 0.1
     track_reset: float = 0.25
+    track_birth_thr: float = 0.0
     track_feed: str = "refined"
     rle_reduction: str = "coordinate"
     enc_topk: int = 1

@@ -5,12 +5,14 @@ state of the last frame and, as its pose, the last **refined** pose it scored at
 ``keep_thr`` with; a track below ``keep_thr`` is *lost*: it keeps its stale pose and is still
 fed back for ``max_lost`` frames. Training does the same on clips of several frames, so the model
 learns on old and lost track queries as it will meet them. What differs is only who becomes a
-track: in training, the detect query matched to a person (TrackFormer, MOTR), and with
-probability ``fp`` per image an unmatched confident detect query (a false positive that must
-learn to die); each track is dropped with probability ``drop`` per frame, so detect queries keep
-learning to pick people up, and with probability ``reset`` a clip forgets all its tracks before
-its gradient window, so detect queries also learn on frames without any track query (every video
-starts that way).
+track: in training, the detect query matched to a person (TrackFormer, MOTR) when it scores at
+least ``birth_thr`` (the runtime's ``new_track_thr``: a person whose detection scores lower stays
+untracked and its detect query stays a positive, as at run time; 0 hands every matched person
+over), and with probability ``fp`` per image an unmatched confident detect query (a false positive
+that must learn to die); each track is dropped with probability ``drop`` per frame, so detect
+queries keep learning to pick people up, and with probability ``reset`` a clip forgets all its
+tracks before its gradient window, so detect queries also learn on frames without any track
+query (every video starts that way).
 
 Matching (``track_assignment``):
 - ``bonus`` (the default): one Hungarian over all queries; the cost of a track query for
@@ -78,6 +80,7 @@ class TrackRules:
     fp: float = 0.1
     fp_thr: float = 0.1
     reset: float = 0.25
+    birth_thr: float = 0.0
 
 
 def match_image(cost: np.ndarray, follow: np.ndarray, valid: np.ndarray, ids: np.ndarray,
@@ -162,7 +165,9 @@ def plan_handover(scores: np.ndarray, matches: list[tuple[np.ndarray, np.ndarray
             for r, pid in matched.items():
                 if rng is not None and rng.random() < rules.drop:
                     continue
-                if r >= n and pid not in followed:  # the detect query that found a person becomes its track
+                # the detect query that found a person becomes its track when it scores as a runtime
+                # birth must (below ``birth_thr`` the person stays untracked, as at run time)
+                if r >= n and pid not in followed and scores[b, r] >= rules.birth_thr:
                     rows.append(r)
                     fresh.append(True)
                     follow.append(pid)
