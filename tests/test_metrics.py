@@ -46,6 +46,7 @@ def test_perfect_predictions_score_one():
     assert m["idf1"] == pytest.approx(1.0)
     assert m["id_switches"] == 0
     assert m["num_gt_tracks"] == 3
+    assert m["joint_outcomes"]["shown_right"] == pytest.approx(1.0)
 
 
 def test_one_swapped_identity_counts_two_switches():
@@ -66,10 +67,17 @@ def test_misses_and_false_positives_lower_mota_and_ap():
     preds = [PredFrame(p.track_ids[:2], p.keypoints[:2], p.keypoint_scores[:2], p.scores[:2]) for p in preds]
     m = posetrack_metrics([(gts, preds)], COCO17)
     assert m["mota"] == pytest.approx(2 / 3)  # one person of three never predicted
+    assert m["joint_outcomes"]["unpaired"] == pytest.approx(1 / 3, abs=1e-4)
+    hidden = [PredFrame(p.track_ids, p.keypoints, np.where(np.arange(K) < 5, 0.1, 1.0).astype(np.float32)[None]
+                        .repeat(len(p.track_ids), 0), p.scores) for p in preds]
+    out = posetrack_metrics([(gts, hidden)], COCO17, keypoint_thr=0.5)["joint_outcomes"]
+    assert out["hidden_right"] == pytest.approx(2 / 3 * 5 / K, abs=1e-4)
+    assert out["shown_right"] == pytest.approx(2 / 3 * 12 / K, abs=1e-4)
     assert coco_keypoint_ap([(gts, preds)], COCO17)["ap"] < 0.8
     far = [PredFrame(p.track_ids, p.keypoints + 500, p.keypoint_scores, p.scores) for p in _perfect(gts)]
     m = posetrack_metrics([(gts, far)], COCO17)
     assert m["pck_ap"] == 0.0 and m["mota"] == pytest.approx(-1.0)  # every person missed and one FP each
+    assert m["joint_outcomes"]["unpaired"] == 1.0 and m["joint_outcomes"]["extra_shown"] == 1.0
 
 
 def test_unlabelled_frames_are_skipped():

@@ -73,6 +73,11 @@ def format_table(rows: list[dict]) -> str:
         cells = [f"{r[k]:>7d}" if isinstance(r[k], int) else f"{r[k]:>7.3f}" if k != "fps" else f"{r[k]:>7.1f}"
                  for _, k in COLUMNS]
         lines.append(f"{r['data']:<22} {r['tracker']:<9} " + " ".join(cells))
+    if all("joint_outcomes" in r for r in rows):  # where the labelled joints went (MOTA's budget)
+        names = ("unpaired", "hidden_right", "hidden_wrong", "shown_wrong", "shown_right", "extra_shown")
+        lines += ["", f"{'labelled joints':<32} " + " ".join(f"{n:>12}" for n in names)]
+        lines += [f"{r['data']:<22} {r['tracker']:<9} " + " ".join(f"{r['joint_outcomes'][n]:>12.3f}" for n in names)
+                  for r in rows]
     return "\n".join(lines)
 
 

@@ -140,7 +140,15 @@ def _average_precision(scores: np.ndarray, tp: np.ndarray, num_gt: int) -> float
 
 
 def posetrack_metrics(sequences: list[Sequence], layout: KeypointLayout, keypoint_thr: float = 0.3) -> dict:
-    """PoseTrack per-joint AP (PCKh@0.5) and MOTA (motmetrics), plus person-level IDF1 and switches."""
+    """PoseTrack per-joint AP (PCKh@0.5) and MOTA (motmetrics), plus person-level IDF1 and switches.
+
+    ``joint_outcomes`` says where the labelled joints went (shares that sum to 1): ``unpaired`` (the
+    person has no prediction with a joint within PCKh 0.5: not shown, or shown too far off),
+    ``hidden_right`` / ``hidden_wrong`` (the paired prediction scores the joint below ``keypoint_thr``,
+    and it was / was not within PCKh 0.5), ``shown_wrong`` and ``shown_right``; and ``extra_shown``,
+    the shown joints of predictions paired with nobody, per labelled joint. MOTA is about
+    ``shown_right - shown_wrong - extra_shown`` minus switches; the other shares say what would raise it.
+    """
     from pavenet.oks import oks_matrix
 
     k = layout.num_keypoints
@@ -149,6 +157,7 @@ def posetrack_metrics(sequences: list[Sequence], layout: KeypointLayout, keypoin
     num_gt = np.zeros(k, np.int64)
     joint_accs: list[list[mm.MOTAccumulator]] = [[] for _ in range(k)]  # per joint, one per sequence
     person_accs = []
+    outcomes = dict.fromkeys(JOINT_OUTCOMES, 0)
     for gts, preds in sequences:
         seq_joint_accs = [mm.MOTAccumulator(auto_id=True) for _ in range(k)]
         person_acc = mm.MOTAccumulator(auto_id=True)
@@ -162,6 +171,7 @@ def posetrack_metrics(sequences: list[Sequence], layout: KeypointLayout, keypoin
             pairs = dict((p, g) for g, p in _pair_people(correct))
             labelled = gt.keypoints[:, :, 2] > 0
             num_gt += labelled.sum(0)
+            _count_outcomes(outcomes, labelled, correct, pred.keypoint_scores >= keypoint_thr, pairs)
             for j in range(k):
                 tp = np.array([p in pairs and bool(correct[pairs[p], p, j]) for p in range(len(pred.track_ids))])
                 joint_scores[j].append(pred.keypoint_scores[:, j])
@@ -177,7 +187,28 @@ def posetrack_metrics(sequences: list[Sequence], layout: KeypointLayout, keypoin
         person_accs.append(person_acc)
         for j in range(k):
             joint_accs[j].append(seq_joint_accs[j])
-    return _summarise(joint_scores, joint_tp, num_gt, joint_accs, person_accs, layout)
+    total = max(sum(v for key, v in outcomes.items() if key != "extra_shown"), 1)
+    return {**_summarise(joint_scores, joint_tp, num_gt, joint_accs, person_accs, layout),
+            "joint_outcomes": {key: round(v / total, 4) for key, v in outcomes.items()}}
+
+
+JOINT_OUTCOMES = ("unpaired", "hidden_right", "hidden_wrong", "shown_wrong", "shown_right", "extra_shown")
+
+
+def _count_outcomes(counts: dict, labelled: np.ndarray, correct: np.ndarray, shown: np.ndarray,
+                    pairs: dict[int, int]) -> None:
+    """Add one frame's labelled joints to ``counts``: labelled [n, K], correct [n, m, K], shown [m, K]
+    (score >= keypoint_thr), ``pairs`` prediction -> ground-truth person."""
+    paired = np.zeros(labelled.shape, bool)
+    right = np.zeros(labelled.shape, bool)
+    on = np.zeros(labelled.shape, bool)
+    for p, g in pairs.items():
+        paired[g], right[g], on[g] = True, correct[g, p], shown[p]
+    for key, mask in (("unpaired", ~paired), ("hidden_right", paired & ~on & right),
+                      ("hidden_wrong", paired & ~on & ~right), ("shown_wrong", paired & on & ~right),
+                      ("shown_right", paired & on & right)):
+        counts[key] += int((mask & labelled).sum())
+    counts["extra_shown"] += int(np.delete(shown, list(pairs), axis=0).sum())
 
 
 def _summarise(joint_scores, joint_tp, num_gt, joint_accs, person_accs, layout: KeypointLayout) -> dict:
