@@ -33,6 +33,9 @@ class TrackerThresholds:
             1.0 = off.
         revive_oks: a new detection with OKS above this against a lost track takes that track's ID.
         keypoint_thr: keypoints below this score are not drawn and not used for boxes.
+        fuse_dist: each track's pose is averaged with the detect row of the same step on the same
+            person (median joint distance below this share of the pose's size), weighted by their
+            keypoint scores; 0 = off (the track query's pose alone).
     """
 
     new_track_thr: float = 0.5
@@ -42,6 +45,7 @@ class TrackerThresholds:
     duplicate_iou: float = 1.0
     revive_oks: float = 0.3
     keypoint_thr: float = 0.3
+    fuse_dist: float = 0.2
 
     def override(self, **changes) -> TrackerThresholds:
         """A copy with ``changes`` (strings are parsed; unknown names and wrong types are errors)."""

@@ -8,6 +8,10 @@ Identity lifecycle (thresholds in :class:`pavenet.contract.TrackerThresholds`):
 - a new track that scored below ``keep_thr`` is *tentative*: it is shown only once its track
   query scores >= ``keep_thr`` in a later frame, and retired unseen if it does not at once (a
   one-frame false or duplicate detection never flickers on screen);
+- each track's pose is the keypoint-score-weighted mean of its track query's pose and the pose
+  of the detect query that found the same person in the same step (median joint distance below
+  ``fuse_dist`` of the pose's size; one detect row per track, by ``lap``): two independent
+  estimates of one person, closer to the truth than either, and the mean is what is fed back;
 - a track stays active while its track query scores >= ``keep_thr``; when two active tracks
   converge on one person (OKS >= ``duplicate_oks`` both ways) the newer one is retired;
 - below that it is *lost*: it is kept and still fed back to the model for ``max_lost`` frames,
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import lap
 import numpy as np
 
 from pavenet.backends import OnnxBackend, TorchBackend
@@ -105,6 +110,7 @@ class Tracker:
         """Update identities from one step's rows: [M] scores, [M, K, 2] keypoints, [M, K], [M, D];
         rows 0..N-1 answer the N tracks fed in."""
         n = len(self._tracks)
+        kps, kscores = fuse_track_poses(kps, kscores, n, self.thresholds.fuse_dist)
         self._update_tracks(scores[:n], kps[:n], kscores[:n], hidden[:n])
         self._add_detections(scores[n:], kps[n:], kscores[n:], hidden[n:])
 
@@ -208,3 +214,34 @@ class Tracker:
     def active_tracks(self) -> int:
         """Tracks shown this frame (tentative ones are not)."""
         return sum(t.lost == 0 and t.confirmed for t in self._tracks)
+
+
+def fuse_track_poses(kps: np.ndarray, kscores: np.ndarray, n: int, max_dist: float) -> tuple[np.ndarray, np.ndarray]:
+    """Average each of the first ``n`` rows (track rows) with its detect row of the same person.
+
+    Args:
+        kps: [M, K, 2] one step's poses, rows 0..n-1 answering the tracks; kscores: [M, K].
+        max_dist: a detect row is the same person when the median distance of its joints to the
+            track row's is below this share of the track pose's size (longer side of its keypoint
+            box); 0 = off.
+
+    Returns:
+        (keypoints, keypoint scores) [M, K, 2], [M, K]: track rows replaced by the per-joint
+        mean of the two poses weighted by their keypoint scores, with the higher of the two scores;
+        each detect row joins at most one track (assignment on the distances with ``lap``).
+    """
+    m = len(kps)
+    if max_dist <= 0 or n == 0 or m == n:
+        return kps, kscores
+    size = np.maximum(np.ptp(kps[:n], axis=1).max(-1), 1e-6)  # [n]
+    dist = np.median(np.linalg.norm(kps[:n, None] - kps[None, n:], axis=-1), -1) / size[:, None]  # [n, M - n]
+    _, rows, _ = lap.lapjv(dist, extend_cost=True, cost_limit=max_dist)
+    kps, kscores = kps.copy(), kscores.copy()
+    for i, j in enumerate(rows):
+        if j < 0 or dist[i, j] >= max_dist:
+            continue
+        a, b = kscores[i], kscores[n + j]
+        w = (a / np.maximum(a + b, 1e-9))[:, None]
+        kps[i] = w * kps[i] + (1 - w) * kps[n + j]
+        kscores[i] = np.maximum(a, b)
+    return kps, kscores

@@ -167,6 +167,33 @@ def test_lifecycle_two_tracks_on_one_person_merge_into_the_older_id():
     assert fed == [0, 2, 1]
 
 
+def test_a_track_pose_is_fused_with_its_detect_row():
+    """The track row and the detect row on the same person are averaged by keypoint score (the
+    higher score kept); a detect row on someone else, or already taken by another track, is not."""
+    from pavenet.tracker import fuse_track_poses
+
+    k = 17
+    base = np.stack([np.full(k, 0.3), np.linspace(0.2, 0.8, k)], -1)  # a 0.6-tall pose
+    kps = np.stack([base, base + [0.5, 0], base + [0.03, 0], base + [0.5, 0.01], base + [0.9, 0]]).astype(np.float32)
+    ks = np.ones((5, k), np.float32)
+    ks[2, :8] = 0.5  # the detect row is unsure of the head: the track row counts twice there
+    fused, fks = fuse_track_poses(kps, ks, 2, 0.2)
+    assert np.allclose(fused[0, 8:, 0], 0.315) and np.allclose(fused[0, :8, 0], 0.3 + 0.03 / 3), "weighted mean"
+    assert np.allclose(fused[1], (kps[1] + kps[3]) / 2) and np.allclose(fks[:2], 1.0)
+    assert np.array_equal(fused[2:], kps[2:]), "detect rows themselves are not changed"
+    assert fuse_track_poses(kps, ks, 2, 0.0)[0] is kps, "fuse_dist 0: off"
+    far, _ = fuse_track_poses(kps[[0, 4]], ks[[0, 4]], 1, 0.2)
+    assert np.array_equal(far, kps[[0, 4]]), "a detect row on another person (distance 1.5 poses) is not fused"
+    # in the tracker: the shown (and fed back) pose of a track is the mean with its detect row
+    person, near = (0.9, 0.3), (0.2, 0.32)
+    backend = FakeBackend()
+    backend.script = [([], [person]), ([person], [near])]
+    tracker = Tracker(backend, TrackerThresholds(fuse_dist=0.2))
+    tracker.update(np.zeros((64, 64, 3), np.uint8))
+    poses = tracker.update(np.zeros((64, 64, 3), np.uint8))
+    assert poses.track_ids.tolist() == [0] and np.allclose(tracker._tracks[0].keypoints[:, 0].mean(), 0.31, atol=1e-6)
+
+
 def test_track_cli_on_a_video(tiny_files, tmp_path, capsys):
     out = tmp_path / "out"
     assert track_main([str(tiny_files["video"]), "--weights", str(tiny_files["onnx"]), "--output", str(out),
