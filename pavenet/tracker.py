@@ -10,8 +10,9 @@ Identity lifecycle (thresholds in :class:`pavenet.contract.TrackerThresholds`):
   one-frame false or duplicate detection never flickers on screen);
 - each track's pose is the keypoint-score-weighted mean of its track query's pose and the pose
   of the detect query that found the same person in the same step (median joint distance below
-  ``fuse_dist`` of the pose's size; one detect row per track, by ``lap``): two independent
-  estimates of one person, closer to the truth than either, and the mean is what is fed back;
+  ``fuse_dist`` of the pose's size; one detect row per track, by ``lap``, none that is nearly as
+  near another track): two independent estimates of one person, closer to the truth than
+  either, and the mean is what is fed back;
 - a track stays active while its track query scores >= ``keep_thr``; when two active tracks
   converge on one person (OKS >= ``duplicate_oks`` both ways) the newer one is retired;
 - below that it is *lost*: it is kept and still fed back to the model for ``max_lost`` frames,
@@ -228,7 +229,8 @@ def fuse_track_poses(kps: np.ndarray, kscores: np.ndarray, n: int, max_dist: flo
     Returns:
         (keypoints, keypoint scores) [M, K, 2], [M, K]: track rows replaced by the per-joint
         mean of the two poses weighted by their keypoint scores, with the higher of the two scores;
-        each detect row joins at most one track (assignment on the distances with ``lap``).
+        each detect row joins at most one track (assignment on the distances with ``lap``), and
+        none that is less than twice as far from another track (overlapping people).
     """
     m = len(kps)
     if max_dist <= 0 or n == 0 or m == n:
@@ -240,6 +242,9 @@ def fuse_track_poses(kps: np.ndarray, kscores: np.ndarray, n: int, max_dist: flo
     for i, j in enumerate(rows):
         if j < 0 or dist[i, j] >= max_dist:
             continue
+        others = np.delete(dist[:, j], i)
+        if len(others) and others.min() < 2 * dist[i, j]:
+            continue  # as near another track (people overlapping): which one it shows is unclear
         a, b = kscores[i], kscores[n + j]
         w = (a / np.maximum(a + b, 1e-9))[:, None]
         kps[i] = w * kps[i] + (1 - w) * kps[n + j]

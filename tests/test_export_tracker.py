@@ -184,6 +184,9 @@ def test_a_track_pose_is_fused_with_its_detect_row():
     assert fuse_track_poses(kps, ks, 2, 0.0)[0] is kps, "fuse_dist 0: off"
     far, _ = fuse_track_poses(kps[[0, 4]], ks[[0, 4]], 1, 0.2)
     assert np.array_equal(far, kps[[0, 4]]), "a detect row on another person (distance 1.5 poses) is not fused"
+    both = np.stack([base, base + [0.02, 0], base + [0.01, 0]]).astype(np.float32)  # two tracks overlapping
+    assert np.array_equal(fuse_track_poses(both, np.ones((3, k), np.float32), 2, 0.2)[0], both), \
+        "a detect row about as near two tracks is not fused into either (it may show the other person)"
     # in the tracker: the shown (and fed back) pose of a track is the mean with its detect row
     person, near = (0.9, 0.3), (0.2, 0.32)
     backend = FakeBackend()

@@ -34,7 +34,8 @@ def test_shipped_onnx_metadata():
     assert info.config.name == "pavenet-t" and info.layout.name == "coco17" and info.input_size == (320, 256)
     assert info.config.window == "causal"
     # chosen on the val split by `pavenet-eval --tune --write` (weights/README.md), stored in both files
-    assert info.thresholds.new_track_thr == 0.45 and info.thresholds.keep_thr == 0.55
+    th = info.thresholds
+    assert th.new_track_thr == 0.35 and th.keep_thr == 0.55 and th.fuse_dist == 0.2
     assert Tracker.from_checkpoint(WEIGHTS / "pavenet-t.pt", "cpu").thresholds == info.thresholds
     assert json.loads(meta["keypoint_layout"])["keypoints"] == list(COCO17.keypoints)
 
