@@ -76,7 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=float, help="score that keeps a track active (default: the model's keep_thr)")
     p.add_argument("--max-lost", type=int_at_least(0),
                    help="frames a lost track keeps its ID (default: the model's max_lost)")
-    p.add_argument("--kpt-conf", type=float, default=0.3, help="keypoints below this score are not drawn (0.3)")
+    p.add_argument("--kpt-conf", type=float,
+                   help="keypoints below this score are not drawn (default: the model's keypoint_thr)")
+    p.add_argument("--fuse-dist", type=float,
+                   help="average each track's pose with the detect query's pose on the same person when their "
+                        "median joint distance is under this share of the pose's size; 0 = off (default: the "
+                        "model's fuse_dist)")
     p.add_argument("--imgsz", help="the model's input size is fixed in its export; re-export with "
                                    "pavenet-export --input-size to change it (this flag only checks it)")
     p.add_argument("--smooth", action="store_true", help="One-Euro smoothing of keypoints per track")
@@ -92,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     thresholds = {k: v for k, v in (("new_track_thr", args.conf), ("keep_thr", args.keep),
-                                    ("max_lost", args.max_lost), ("keypoint_thr", args.kpt_conf)) if v is not None}
+                                    ("max_lost", args.max_lost), ("keypoint_thr", args.kpt_conf),
+                                    ("fuse_dist", args.fuse_dist)) if v is not None}
     source = open_source(args.source, args.start)  # a missing input is reported before the model loads
     try:
         tracker = load_tracker(args.weights, args.device, args.smooth, **thresholds)

@@ -213,6 +213,21 @@ def test_track_cli_on_a_video(tiny_files, tmp_path, capsys):
     assert len(rows[0].split(",")) == 7 + 17 * 3
 
 
+def test_track_cli_thresholds_default_to_the_models(tiny_files, tmp_path, monkeypatch):
+    """Only the flags given override the thresholds stored in the model (keypoint_thr and
+    fuse_dist included)."""
+    import pavenet.track_cli as track_cli
+
+    seen: list[dict] = []
+    real = track_cli.load_tracker
+    monkeypatch.setattr(track_cli, "load_tracker", lambda *a, **kw: seen.append(kw) or real(*a, **kw))
+    base = [str(tiny_files["video"]), "--weights", str(tiny_files["onnx"]), "--no-video", "--quiet",
+            "--max-frames", "2"]
+    assert track_main(base + ["--output", str(tmp_path / "a")]) == 0
+    assert track_main(base + ["--output", str(tmp_path / "b"), "--kpt-conf", "0.6", "--fuse-dist", "0"]) == 0
+    assert seen == [{}, {"keypoint_thr": 0.6, "fuse_dist": 0.0}]
+
+
 def test_track_cli_bad_inputs(tiny_files, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
