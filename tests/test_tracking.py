@@ -18,6 +18,7 @@ from training.objective.tracking import (
     build_tracks,
     diagnostic_values,
     diagnostics,
+    fuse_tracks,
     match_image,
     plan_handover,
 )
@@ -244,3 +245,33 @@ def test_no_grad_frames_keep_no_activations():
     full = _saved_bytes(4, 4)
     assert four <= 1.3 * two, (two, four)
     assert full > 2.5 * two, "with every frame under gradient the activations grow with the clip"
+
+
+def test_training_fuses_track_poses_as_the_runtime_does():
+    """``track_fuse_dist``: the hand-over's fusion of each track row with its detect row gives the
+    runtime tracker's poses (pavenet.tracker.fuse_track_poses), padding tracks untouched."""
+    from pavenet.tracker import fuse_track_poses
+
+    rng = np.random.default_rng(0)
+    k, n, q = 17, 3, 6
+    base = np.stack([np.full(k, 0.2), np.linspace(0.2, 0.7, k)], -1)
+    people = [base + [dx, 0] for dx in (0.0, 0.35, 0.7)]
+    rows = [people[0], people[1], people[1] + [0.01, 0],  # tracks 0, 1 and a third overlapping track 1
+            people[0] + [0.02, 0.01], people[1] + [0.015, 0], people[2] + [0.01, 0],
+            base + [0.5, 0.1], people[2], people[0] + [0.3, 0.3]]
+    kps = (np.stack(rows) + rng.normal(0, 0.004, (n + q, k, 2))).astype(np.float32)
+    ks = rng.uniform(0.2, 1.0, (n + q, k)).astype(np.float32)
+    expect, _ = fuse_track_poses(kps, ks, n, 0.2)
+    got = fuse_tracks(torch.from_numpy(kps)[None], torch.from_numpy(ks)[None], n,
+                      torch.ones(1, n, dtype=torch.bool), 0.2)
+    assert torch.allclose(got[0], torch.from_numpy(expect), atol=1e-6)
+    assert not np.allclose(expect[0], kps[0]) and np.allclose(expect[1:3], kps[1:3]), \
+        "track 0 fused; tracks 1 and 2 overlap, so neither takes the row between them"
+    # a batch of two: the second image has one real track and two padding rows
+    pad = torch.tensor([[True, True, True], [True, False, False]])
+    two = fuse_tracks(torch.from_numpy(np.stack([kps, kps])), torch.from_numpy(np.stack([ks, ks])), n, pad, 0.2)
+    alone, _ = fuse_track_poses(kps[[0, 3, 4, 5, 6, 7, 8]], ks[[0, 3, 4, 5, 6, 7, 8]], 1, 0.2)
+    assert torch.allclose(two[1, 0], torch.from_numpy(alone[0]), atol=1e-6)
+    assert torch.equal(two[1, 1:], torch.from_numpy(kps[1:])), "padding and detect rows are not changed"
+    assert fuse_tracks(torch.from_numpy(kps)[None], torch.from_numpy(ks)[None], n, pad[:1], 0.0).equal(
+        torch.from_numpy(kps)[None]), "0: off"

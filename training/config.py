@@ -38,6 +38,9 @@ class TrainConfig:
             scoring >= 0.1 as a false-positive track query.
         track_birth_thr: a matched detect query becomes a track only when it scores at least this
             (the runtime's ``new_track_thr``); 0 hands every matched person over (TrackFormer).
+        track_fuse_dist: each track is fed back with its pose fused with its detect row of the same
+            person, as the runtime's tracker does (``TrackerThresholds.fuse_dist``, e.g. 0.2);
+            0 feeds the track row's own pose (the models up to stage 6).
         track_reset: probability that a clip forgets its tracks before its gradient window, so
             detect queries also learn on frames without track queries.
         track_feed: the pose a track query is fed with: ``refined`` (what the runtime feeds) or
@@ -102,6 +105,7 @@ class TrainConfig:
     track_fp: float = 0.1
     track_reset: float = 0.25
     track_birth_thr: float = 0.0
+    track_fuse_dist: float = 0.0
     track_feed: str = "refined"
     rle_reduction: str = "coordinate"
     enc_topk: int = 1

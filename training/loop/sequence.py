@@ -10,9 +10,10 @@ from torch import nn
 
 from pavenet.model.attention import reuse_values
 from pavenet.model.pavenet import PAVENet
+from pavenet.model.step import keypoint_confidence
 from training.objective.criterion import SetCriterion, num_targets, pair_index
 from training.objective.matcher import TargetBatch
-from training.objective.tracking import TrackBatch, build_tracks, diagnostics, pinned, plan_handover
+from training.objective.tracking import TrackBatch, build_tracks, diagnostics, fuse_tracks, pinned, plan_handover
 
 
 class TrainStep(nn.Module):
@@ -89,10 +90,15 @@ class TrainStep(nn.Module):
                                              qi < tracks.size)
                     for k, v in frame_diag.items():
                         sums[k] = sums.get(k, 0.0) + v
-            pose = out["keypoints"][-1]
+            pose, sig = out["keypoints"][-1].detach(), out["sigmas"][-1].detach()
             if refined is not None and self.feed == "refined":  # rows the refiner saw take its pose
-                kp = refined[0][-1].detach()
-                pose = pose.detach().scatter(1, index_rows[..., None, None].expand_as(kp), kp)
+                kp, ks = refined[0][-1].detach(), refined[1][-1].detach()
+                pose = pose.scatter(1, index_rows[..., None, None].expand_as(kp), kp)
+                sig = sig.scatter(1, index_rows[..., None, None].expand_as(ks), ks)
+            if rules.fuse_dist > 0 and tracks.size:  # the runtime's fusion of track and detect rows
+                kscore = keypoint_confidence(pose, sig, cfg.sigma_relative)
+                pose = fuse_tracks(pose, kscore, tracks.size, tracks.mask, rules.fuse_dist,
+                                   (images.shape[-1], images.shape[-2]))
             tracks = build_tracks(plan, out["hidden"], pose, tracks.keypoints, tracks.size)
         return SetCriterion.total(losses), sums
 

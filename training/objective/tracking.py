@@ -81,6 +81,7 @@ class TrackRules:
     fp_thr: float = 0.1
     reset: float = 0.25
     birth_thr: float = 0.0
+    fuse_dist: float = 0.0
 
 
 def match_image(cost: np.ndarray, follow: np.ndarray, valid: np.ndarray, ids: np.ndarray,
@@ -185,6 +186,47 @@ def plan_handover(scores: np.ndarray, matches: list[tuple[np.ndarray, np.ndarray
         plan.follow.append(follow)
         plan.lost.append(lost)
     return plan
+
+
+def fuse_tracks(pose: torch.Tensor, kscore: torch.Tensor, n: int, track_mask: torch.Tensor,
+                max_dist: float, wh: tuple[int, int] = (1, 1)) -> torch.Tensor:
+    """The runtime's track-pose fusion (:func:`pavenet.tracker.fuse_track_poses`) on a batch.
+
+    Each of the first ``n`` rows (track rows) is averaged, weighted by keypoint scores, with its
+    nearest detect row when that row's median joint distance is below ``max_dist`` x the track
+    pose's size and no other track is less than twice as far from it. The runtime assigns rows with
+    ``lap``; here each track takes its nearest row (the runtime's rule up to rare ties), without a
+    host sync.
+
+    Args:
+        pose: [B, M, K, 2] this frame's poses (rows 0..n-1 answer the tracks); kscore: [B, M, K].
+        track_mask: [B, n] bool, False for padding tracks.
+        wh: the input's (width, height): distances are measured in pixels, as at run time.
+
+    Returns:
+        [B, M, K, 2]: ``pose`` with the track rows fused (detached).
+    """
+    pose, kscore = pose.detach(), kscore.detach()
+    if max_dist <= 0 or n == 0 or pose.shape[1] == n:
+        return pose
+    trk, det = pose[:, :n], pose[:, n:]  # [B, n, K, 2], [B, Q, K, 2]
+    px = pose.new_tensor(wh)
+    size = ((trk.amax(2) - trk.amin(2)) * px).amax(-1).clamp(min=1e-6)  # [B, n]
+    gap = ((trk[:, :, None] - det[:, None]) * px).norm(dim=-1).median(-1).values  # [B, n, Q]
+    dist = gap / size[..., None]
+    dist = dist.masked_fill(~track_mask[..., None], float("inf"))
+    best, j = dist.min(-1)  # [B, n]
+    col = torch.gather(dist, 2, j[:, None, :].expand(-1, n, -1))  # [B, n, n]: [b, t, i] = dist[b, t, j[b, i]]
+    eye = torch.eye(n, dtype=torch.bool, device=pose.device)
+    others = col.masked_fill(eye, float("inf")).amin(1)  # [B, n]: nearest other track to my row
+    ok = (best < max_dist) & (others >= 2 * best) & track_mask  # [B, n]
+    k = pose.shape[2]
+    drow = torch.gather(det, 1, j[..., None, None].expand(-1, -1, k, 2))  # [B, n, K, 2]
+    dsc = torch.gather(kscore[:, n:], 1, j[..., None].expand(-1, -1, k))  # [B, n, K]
+    a = kscore[:, :n]
+    w = (a / (a + dsc).clamp(min=1e-9))[..., None]
+    fused = torch.where(ok[..., None, None], w * trk + (1 - w) * drow, trk)
+    return torch.cat([fused, det], 1)
 
 
 def pinned(array: np.ndarray, device: torch.device) -> torch.Tensor:
