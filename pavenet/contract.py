@@ -36,6 +36,10 @@ class TrackerThresholds:
         fuse_dist: each track's pose is averaged with the detect row of the same step on the same
             person (median joint distance below this share of the pose's size), weighted by their
             keypoint scores; 0 = off (the track query's pose alone).
+        merge_dist: two active tracks whose poses' median joint distance is below this share of
+            the smaller pose's size, the newer born at most ``pavenet.tracker.MERGE_AGE`` (10)
+            frames ago, show one person: the newer is retired (as with OKS >= ``duplicate_oks``,
+            which small people's poses rarely reach); 0 = off.
     """
 
     new_track_thr: float = 0.5
@@ -46,6 +50,7 @@ class TrackerThresholds:
     revive_oks: float = 0.3
     keypoint_thr: float = 0.3
     fuse_dist: float = 0.2
+    merge_dist: float = 0.14
 
     def override(self, **changes) -> TrackerThresholds:
         """A copy with ``changes`` (strings are parsed; unknown names and wrong types are errors)."""

@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average each track's pose with the detect query's pose on the same person when their "
                         "median joint distance is under this share of the pose's size; 0 = off (default: the "
                         "model's fuse_dist)")
+    p.add_argument("--merge-dist", type=float,
+                   help="retire the newer of two tracks whose poses' median joint distance is under this share "
+                        "of the smaller pose's size; 0 = off (default: the model's merge_dist)")
     p.add_argument("--imgsz", help="the model's input size is fixed in its export; re-export with "
                                    "pavenet-export --input-size to change it (this flag only checks it)")
     p.add_argument("--smooth", action="store_true", help="One-Euro smoothing of keypoints per track")
@@ -98,7 +101,8 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     thresholds = {k: v for k, v in (("new_track_thr", args.conf), ("keep_thr", args.keep),
                                     ("max_lost", args.max_lost), ("keypoint_thr", args.kpt_conf),
-                                    ("fuse_dist", args.fuse_dist)) if v is not None}
+                                    ("fuse_dist", args.fuse_dist), ("merge_dist", args.merge_dist))
+                  if v is not None}
     source = open_source(args.source, args.start)  # a missing input is reported before the model loads
     try:
         tracker = load_tracker(args.weights, args.device, args.smooth, **thresholds)

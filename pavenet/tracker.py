@@ -14,7 +14,9 @@ Identity lifecycle (thresholds in :class:`pavenet.contract.TrackerThresholds`):
   near another track): two independent estimates of one person, closer to the truth than
   either, and the mean is what is fed back;
 - a track stays active while its track query scores >= ``keep_thr``; when two active tracks
-  converge on one person (OKS >= ``duplicate_oks`` both ways) the newer one is retired;
+  converge on one person (OKS >= ``duplicate_oks`` both ways, or, for a track born at most
+  ``MERGE_AGE`` frames ago, median joint distance below ``merge_dist`` of the smaller pose's
+  size) the newer one is retired, the older ID going on with the better-scoring of the two;
 - below that it is *lost*: it is kept and still fed back to the model for ``max_lost`` frames,
   so a person who is occluded or steps out briefly comes back with the same ID; then retired.
 IDs are never reused within a stream. ``reset()`` starts a new stream.
@@ -40,6 +42,10 @@ from pavenet.poses import Poses, boxes_from_keypoints
 from pavenet.preprocess import letterbox, to_bgr, to_frame_pixels
 from pavenet.smoothing import OneEuro
 
+# merge_dist retires only tracks born this many frames ago or fewer: a duplicate is born on a tracked
+# person; two established tracks this near are two people crossing (val: 5 / 10 / any age)
+MERGE_AGE = 10
+
 
 @dataclass
 class _Track:
@@ -50,6 +56,7 @@ class _Track:
     keypoint_scores: np.ndarray  # [K]
     lost: int = 0
     confirmed: bool = True  # False: born below keep_thr and not yet seen again (not shown)
+    age: int = 0  # frames since the track was born
     smoother: OneEuro | None = field(default=None, repr=False)
 
 
@@ -135,7 +142,7 @@ class Tracker:
         th = self.thresholds
         kept = []
         for track, s, kp, ks, h in zip(self._tracks, scores, kps, kscores, hidden):
-            track.hidden = h
+            track.hidden, track.age = h, track.age + 1
             if s >= th.keep_thr:
                 track.keypoints, track.keypoint_scores, track.score, track.lost = kp, ks, float(s), 0
                 track.confirmed = True
@@ -149,19 +156,33 @@ class Tracker:
         self._merge_duplicates()
 
     def _merge_duplicates(self) -> None:
-        """Two active tracks on one person (OKS >= ``duplicate_oks``): the older ID keeps it, the
-        newer track is retired (it would otherwise show the person twice)."""
+        """Two active tracks on one person (OKS >= ``duplicate_oks`` both ways, or median joint
+        distance < ``merge_dist`` of the smaller pose's size while the newer is at most
+        ``MERGE_AGE`` frames old): the older ID keeps it, the newer track is retired (it would
+        otherwise show the person twice); when the newer one scored higher, the older ID takes
+        its query and pose."""
         th = self.thresholds
         active = sorted((t for t in self._tracks if t.lost == 0), key=lambda t: t.id)
         if len(active) < 2:
             return
-        sim = oks_matrix(np.stack([t.keypoints for t in active]), np.stack([t.keypoints for t in active]),
-                         self.sigmas)
+        kps = np.stack([t.keypoints for t in active])  # [A, K, 2]
+        sim = oks_matrix(kps, kps, self.sigmas)
+        same = (sim >= th.duplicate_oks) & (sim.T >= th.duplicate_oks)
+        if th.merge_dist > 0:
+            size = np.maximum(np.ptp(kps, axis=1).max(-1), 1e-6)  # [A] longer side of each keypoint box
+            dist = np.median(np.linalg.norm(kps[:, None] - kps[None], axis=-1), -1)  # [A, A]
+            young = np.array([t.age <= MERGE_AGE for t in active])  # [A]
+            near = dist < th.merge_dist * np.minimum(size[:, None], size[None])
+            same |= near & (young[:, None] | young[None])
         retired: set[int] = set()
         for j in range(len(active)):
-            if any(sim[j, i] >= th.duplicate_oks and sim[i, j] >= th.duplicate_oks for i in range(j)
-                   if active[i].id not in retired):
+            older = [i for i in range(j) if same[j, i] and active[i].id not in retired]
+            if older:
                 retired.add(active[j].id)
+                keep, dup = active[older[0]], active[j]
+                if dup.score > keep.score:  # the older ID carries on with the better-scoring query
+                    keep.hidden, keep.keypoints, keep.keypoint_scores, keep.score = (
+                        dup.hidden, dup.keypoints, dup.keypoint_scores, dup.score)
         if retired:
             self._tracks = [t for t in self._tracks if t.id not in retired]
 

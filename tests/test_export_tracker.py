@@ -167,6 +167,30 @@ def test_lifecycle_two_tracks_on_one_person_merge_into_the_older_id():
     assert fed == [0, 2, 1]
 
 
+def test_two_tracks_close_in_joint_distance_merge_even_when_their_oks_is_low():
+    """Small people's poses rarely reach OKS ``duplicate_oks`` with each other even when both
+    show one person: ``merge_dist`` (median joint distance / smaller pose size) merges them."""
+    a, b = (0.9, 0.3), (0.9, 0.7)
+    script = [([], [a, b]), ([a, (0.9, 0.35)], []), ([a], [])]  # track 1 now 0.05 from track 0: 0.083 poses
+    ids, _ = _run(script, duplicate_oks=0.99, merge_dist=0.14)
+    assert ids == [[0, 1], [0], [0]], "within merge_dist: one person, the newer ID retired"
+    backend = FakeBackend()
+    backend.script = [([], [a, b]), ([(0.7, 0.3), (0.9, 0.35)], [])]
+    tracker = Tracker(backend, TrackerThresholds(duplicate_oks=0.99, merge_dist=0.14, keep_thr=0.5))
+    tracker.update(np.zeros((64, 64, 3), np.uint8))
+    poses = tracker.update(np.zeros((64, 64, 3), np.uint8))
+    assert poses.track_ids.tolist() == [0] and poses.scores.tolist() == [pytest.approx(0.9)], \
+        "the older ID goes on with the better-scoring duplicate's query"
+    ids, _ = _run(script, duplicate_oks=0.99, merge_dist=0.0)
+    assert ids[1] == [0, 1], "merge_dist 0: off"
+    far = [([], [a, b]), ([a, (0.9, 0.4)], []), ([a, (0.9, 0.4)], [])]  # 0.1 apart: 0.17 of the pose's size
+    ids, _ = _run(far, duplicate_oks=0.99, merge_dist=0.14)
+    assert ids[1:] == [[0, 1], [0, 1]], "two people side by side keep their IDs"
+    old = [([], [a, b])] + [([a, b], [])] * 11 + [([a, (0.9, 0.35)], [])]
+    ids, _ = _run(old, duplicate_oks=0.99, merge_dist=0.14)
+    assert ids[-1] == [0, 1], "two tracks older than MERGE_AGE this near are two people crossing: kept"
+
+
 def test_a_track_pose_is_fused_with_its_detect_row():
     """The track row and the detect row on the same person are averaged by keypoint score (the
     higher score kept); a detect row on someone else, or already taken by another track, is not."""
@@ -224,8 +248,9 @@ def test_track_cli_thresholds_default_to_the_models(tiny_files, tmp_path, monkey
     base = [str(tiny_files["video"]), "--weights", str(tiny_files["onnx"]), "--no-video", "--quiet",
             "--max-frames", "2"]
     assert track_main(base + ["--output", str(tmp_path / "a")]) == 0
-    assert track_main(base + ["--output", str(tmp_path / "b"), "--kpt-conf", "0.6", "--fuse-dist", "0"]) == 0
-    assert seen == [{}, {"keypoint_thr": 0.6, "fuse_dist": 0.0}]
+    assert track_main(base + ["--output", str(tmp_path / "b"), "--kpt-conf", "0.6", "--fuse-dist", "0",
+                       "--merge-dist", "0.1"]) == 0
+    assert seen == [{}, {"keypoint_thr": 0.6, "fuse_dist": 0.0, "merge_dist": 0.1}]
 
 
 def test_track_cli_bad_inputs(tiny_files, tmp_path, capsys):
