@@ -169,8 +169,8 @@ class Tracker:
         sim = oks_matrix(kps, kps, self.sigmas)
         same = (sim >= th.duplicate_oks) & (sim.T >= th.duplicate_oks)
         if th.merge_dist > 0:
-            size = np.maximum(np.ptp(kps, axis=1).max(-1), 1e-6)  # [A] longer side of each keypoint box
-            dist = np.median(np.linalg.norm(kps[:, None] - kps[None], axis=-1), -1)  # [A, A]
+            size = pose_size(kps)
+            dist = median_joint_distance(kps, kps)  # [A, A]
             young = np.array([t.age <= MERGE_AGE for t in active])  # [A]
             near = dist < th.merge_dist * np.minimum(size[:, None], size[None])
             same |= near & (young[:, None] | young[None])
@@ -238,6 +238,16 @@ class Tracker:
         return sum(t.lost == 0 and t.confirmed for t in self._tracks)
 
 
+def pose_size(kps: np.ndarray) -> np.ndarray:
+    """[P] the longer side of each pose's keypoint box; kps [P, K, 2]."""
+    return np.maximum(np.ptp(kps, axis=1).max(-1), 1e-6)
+
+
+def median_joint_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[A, B] median over joints of the distance between poses a [A, K, 2] and b [B, K, 2]."""
+    return np.median(np.linalg.norm(a[:, None] - b[None], axis=-1), -1)
+
+
 def fuse_track_poses(kps: np.ndarray, kscores: np.ndarray, n: int, max_dist: float) -> tuple[np.ndarray, np.ndarray]:
     """Average each of the first ``n`` rows (track rows) with its detect row of the same person.
 
@@ -256,8 +266,7 @@ def fuse_track_poses(kps: np.ndarray, kscores: np.ndarray, n: int, max_dist: flo
     m = len(kps)
     if max_dist <= 0 or n == 0 or m == n:
         return kps, kscores
-    size = np.maximum(np.ptp(kps[:n], axis=1).max(-1), 1e-6)  # [n]
-    dist = np.median(np.linalg.norm(kps[:n, None] - kps[None, n:], axis=-1), -1) / size[:, None]  # [n, M - n]
+    dist = median_joint_distance(kps[:n], kps[n:]) / pose_size(kps[:n])[:, None]  # [n, M - n]
     _, rows, _ = lap.lapjv(dist, extend_cost=True, cost_limit=max_dist)
     kps, kscores = kps.copy(), kscores.copy()
     for i, j in enumerate(rows):
