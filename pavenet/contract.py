@@ -40,6 +40,10 @@ class TrackerThresholds:
             the smaller pose's size, the newer born at most ``pavenet.tracker.MERGE_AGE`` (10)
             frames ago, show one person: the newer is retired (as with OKS >= ``duplicate_oks``,
             which small people's poses rarely reach); 0 = off.
+        reseat_dist: a track whose detect row (see ``fuse_dist``) lies within this share of the
+            pose's size goes on with that detect query's hidden state instead of its own (its
+            query re-anchored where the image shows the person now); needs ``fuse_dist`` > 0;
+            0 = off.
     """
 
     new_track_thr: float = 0.5
@@ -51,6 +55,7 @@ class TrackerThresholds:
     keypoint_thr: float = 0.3
     fuse_dist: float = 0.2
     merge_dist: float = 0.14
+    reseat_dist: float = 0.0
 
     def override(self, **changes) -> TrackerThresholds:
         """A copy with ``changes`` (strings are parsed; unknown names and wrong types are errors)."""

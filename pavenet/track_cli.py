@@ -85,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge-dist", type=float,
                    help="retire the newer of two tracks whose poses' median joint distance is under this share "
                         "of the smaller pose's size; 0 = off (default: the model's merge_dist)")
+    p.add_argument("--reseat-dist", type=float,
+                   help="a track whose detect query's pose lies within this share of the pose's size goes on "
+                        "with that query's state (re-anchored on the image); 0 = off (default: the model's "
+                        "reseat_dist)")
     p.add_argument("--imgsz", help="the model's input size is fixed in its export; re-export with "
                                    "pavenet-export --input-size to change it (this flag only checks it)")
     p.add_argument("--smooth", action="store_true", help="One-Euro smoothing of keypoints per track")
@@ -101,7 +105,8 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     thresholds = {k: v for k, v in (("new_track_thr", args.conf), ("keep_thr", args.keep),
                                     ("max_lost", args.max_lost), ("keypoint_thr", args.kpt_conf),
-                                    ("fuse_dist", args.fuse_dist), ("merge_dist", args.merge_dist))
+                                    ("fuse_dist", args.fuse_dist), ("merge_dist", args.merge_dist),
+                                    ("reseat_dist", args.reseat_dist))
                   if v is not None}
     source = open_source(args.source, args.start)  # a missing input is reported before the model loads
     try:

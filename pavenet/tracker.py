@@ -12,7 +12,9 @@ Identity lifecycle (thresholds in :class:`pavenet.contract.TrackerThresholds`):
   of the detect query that found the same person in the same step (median joint distance below
   ``fuse_dist`` of the pose's size; one detect row per track, by ``lap``, none that is nearly as
   near another track): two independent estimates of one person, closer to the truth than
-  either, and the mean is what is fed back;
+  either, and the mean is what is fed back; when the two lie within ``reseat_dist`` of each
+  other, the track also goes on with the detect query's hidden state (a track query that
+  drifts towards a neighbour is re-anchored on what the image shows now);
 - a track stays active while its track query scores >= ``keep_thr``; when two active tracks
   converge on one person (OKS >= ``duplicate_oks`` both ways, or, for a track born at most
   ``MERGE_AGE`` frames ago, median joint distance below ``merge_dist`` of the smaller pose's
@@ -117,8 +119,15 @@ class Tracker:
     def _associate(self, scores, kps, kscores, hidden) -> None:
         """Update identities from one step's rows: [M] scores, [M, K, 2] keypoints, [M, K], [M, D];
         rows 0..N-1 answer the N tracks fed in."""
+        th = self.thresholds
         n = len(self._tracks)
-        kps, kscores = fuse_track_poses(kps, kscores, n, self.thresholds.fuse_dist)
+        pairs = track_detect_pairs(kps, n, th.fuse_dist)
+        kps, kscores = fuse_track_poses(kps, kscores, n, th.fuse_dist, pairs)
+        reseat = [(i, j) for i, j, d in pairs if d < th.reseat_dist]
+        if reseat:  # the track goes on with the detect query that found its person this step
+            hidden = hidden.copy()
+            for i, j in reseat:
+                hidden[i] = hidden[j]
         self._update_tracks(scores[:n], kps[:n], kscores[:n], hidden[:n])
         self._add_detections(scores[n:], kps[n:], kscores[n:], hidden[n:])
 
@@ -248,35 +257,57 @@ def median_joint_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.median(np.linalg.norm(a[:, None] - b[None], axis=-1), -1)
 
 
-def fuse_track_poses(kps: np.ndarray, kscores: np.ndarray, n: int, max_dist: float) -> tuple[np.ndarray, np.ndarray]:
-    """Average each of the first ``n`` rows (track rows) with its detect row of the same person.
+def track_detect_pairs(kps: np.ndarray, n: int, max_dist: float) -> list[tuple[int, int, float]]:
+    """Which detect row shows each track's person in one step.
 
     Args:
-        kps: [M, K, 2] one step's poses, rows 0..n-1 answering the tracks; kscores: [M, K].
+        kps: [M, K, 2] one step's poses, rows 0..n-1 answering the tracks.
         max_dist: a detect row is the same person when the median distance of its joints to the
             track row's is below this share of the track pose's size (longer side of its keypoint
             box); 0 = off.
 
     Returns:
-        (keypoints, keypoint scores) [M, K, 2], [M, K]: track rows replaced by the per-joint
-        mean of the two poses weighted by their keypoint scores, with the higher of the two scores;
-        each detect row joins at most one track (assignment on the distances with ``lap``), and
-        none that is less than twice as far from another track (overlapping people).
+        (track row i, detect row j (index into ``kps``, >= n), distance as a share of the pose's
+        size) for each pair: each detect row joins at most one track (assignment on the distances
+        with ``lap``), and none that is less than twice as far from another track (overlapping
+        people: which one it shows is unclear).
     """
     m = len(kps)
     if max_dist <= 0 or n == 0 or m == n:
-        return kps, kscores
+        return []
     dist = median_joint_distance(kps[:n], kps[n:]) / pose_size(kps[:n])[:, None]  # [n, M - n]
     _, rows, _ = lap.lapjv(dist, extend_cost=True, cost_limit=max_dist)
-    kps, kscores = kps.copy(), kscores.copy()
+    pairs = []
     for i, j in enumerate(rows):
         if j < 0 or dist[i, j] >= max_dist:
             continue
         others = np.delete(dist[:, j], i)
         if len(others) and others.min() < 2 * dist[i, j]:
-            continue  # as near another track (people overlapping): which one it shows is unclear
-        a, b = kscores[i], kscores[n + j]
+            continue
+        pairs.append((i, n + int(j), float(dist[i, j])))
+    return pairs
+
+
+def fuse_track_poses(kps: np.ndarray, kscores: np.ndarray, n: int, max_dist: float,
+                     pairs: list[tuple[int, int, float]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Average each of the first ``n`` rows (track rows) with its detect row of the same person.
+
+    Args:
+        kps: [M, K, 2] one step's poses, rows 0..n-1 answering the tracks; kscores: [M, K].
+        max_dist: see :func:`track_detect_pairs`; 0 = off.
+        pairs: :func:`track_detect_pairs` of these rows, when the caller has them already.
+
+    Returns:
+        (keypoints, keypoint scores) [M, K, 2], [M, K]: track rows replaced by the per-joint
+        mean of the two poses weighted by their keypoint scores, with the higher of the two scores.
+    """
+    pairs = track_detect_pairs(kps, n, max_dist) if pairs is None else pairs
+    if not pairs:
+        return kps, kscores
+    kps, kscores = kps.copy(), kscores.copy()
+    for i, j, _ in pairs:
+        a, b = kscores[i], kscores[j]
         w = (a / np.maximum(a + b, 1e-9))[:, None]
-        kps[i] = w * kps[i] + (1 - w) * kps[n + j]
+        kps[i] = w * kps[i] + (1 - w) * kps[j]
         kscores[i] = np.maximum(a, b)
     return kps, kscores

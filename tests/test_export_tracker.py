@@ -87,18 +87,22 @@ class FakeBackend:
         self.provider = "fake"
         self.script: list[tuple[list, list]] = []  # per frame: (track rows, detect rows) of (score, x)
         self.seen_tracks: list[int] = []
+        self.fed_queries: list[np.ndarray] = []  # per step: [N] the marker of each track query fed
 
     def step(self, feeds):
         tracks, dets = self.script.pop(0)
         n = feeds["track_queries"].shape[1]
         self.seen_tracks.append(n)
+        self.fed_queries.append(feeds["track_queries"][0, :, 0].copy())
         rows = list(tracks[:n]) + [(0.0, 0.5)] * (n - len(tracks)) + list(dets)
         k, d = 17, TINY.d_model
         kps = np.stack([np.stack([x + np.linspace(-0.05, 0.05, k), np.linspace(0.2, 0.8, k)], -1) for _, x in rows]) \
             if rows else np.zeros((0, k, 2))
+        hidden = np.zeros((1, len(rows), d), np.float32)
+        hidden[0, :, 0] = 100 * (len(self.fed_queries) - 1) + np.arange(len(rows))  # marker: step, row
         return {"scores": np.array([[s for s, _ in rows]], np.float32), "keypoints": kps[None].astype(np.float32),
                 "keypoint_scores": np.ones((1, len(rows), k), np.float32),
-                "hidden": np.zeros((1, len(rows), d), np.float32), "tokens": np.zeros((1, 4, d), np.float32)}
+                "hidden": hidden, "tokens": np.zeros((1, 4, d), np.float32)}
 
 
 def _run(script, **thr):
@@ -221,6 +225,26 @@ def test_a_track_pose_is_fused_with_its_detect_row():
     assert poses.track_ids.tolist() == [0] and np.allclose(tracker._tracks[0].keypoints[:, 0].mean(), 0.31, atol=1e-6)
 
 
+def test_a_track_near_its_detect_row_goes_on_with_the_detect_query():
+    """``reseat_dist``: a track whose detect row lies within this share of its pose's size takes
+    that detect query's hidden state for the next step (re-anchored on the image); farther (but
+    still fused) or with the rule off, it keeps its own."""
+    person = (0.9, 0.3)
+
+    def fed(detect_x: float, **thr) -> float:
+        backend = FakeBackend()
+        backend.script = [([], [person]), ([person], [(0.1, detect_x)]), ([person], [])]
+        tracker = Tracker(backend, TrackerThresholds(fuse_dist=0.2).override(**thr))
+        for _ in range(3):
+            tracker.update(np.zeros((64, 64, 3), np.uint8))
+        return float(backend.fed_queries[2][0])  # step 1's row 0 = 100, its detect row = 101
+
+    assert fed(0.31, reseat_dist=0.05) == 101, "0.017 of the pose's size apart: re-seated"
+    assert fed(0.31, reseat_dist=0.0) == 100, "reseat_dist 0: off"
+    assert fed(0.35, reseat_dist=0.05) == 100, "0.083 apart: fused, not re-seated"
+    assert fed(0.31, reseat_dist=0.05, fuse_dist=0.0) == 100, "no fusion, no pair: not re-seated"
+
+
 def test_track_cli_on_a_video(tiny_files, tmp_path, capsys):
     out = tmp_path / "out"
     assert track_main([str(tiny_files["video"]), "--weights", str(tiny_files["onnx"]), "--output", str(out),
@@ -249,8 +273,8 @@ def test_track_cli_thresholds_default_to_the_models(tiny_files, tmp_path, monkey
             "--max-frames", "2"]
     assert track_main(base + ["--output", str(tmp_path / "a")]) == 0
     assert track_main(base + ["--output", str(tmp_path / "b"), "--kpt-conf", "0.6", "--fuse-dist", "0",
-                       "--merge-dist", "0.1"]) == 0
-    assert seen == [{}, {"keypoint_thr": 0.6, "fuse_dist": 0.0, "merge_dist": 0.1}]
+                       "--merge-dist", "0.1", "--reseat-dist", "0.05"]) == 0
+    assert seen == [{}, {"keypoint_thr": 0.6, "fuse_dist": 0.0, "merge_dist": 0.1, "reseat_dist": 0.05}]
 
 
 def test_track_cli_bad_inputs(tiny_files, tmp_path, capsys):
