@@ -34,7 +34,8 @@ def draw_poses(
     Args:
         image: [H, W, 3] uint8 BGR frame.
         keypoints: [n, K, 2] pixel coordinates of ``image``.
-        keypoint_scores: [n, K]; keypoints below ``keypoint_thr`` are not drawn. ``None``: all.
+        keypoint_scores: [n, K]; keypoints below ``keypoint_thr`` are not drawn (a person with none
+            above it gets a thin box around all its keypoints and its ID label). ``None``: all.
         track_ids: [n] int; limbs take the ID's colour. ``None``: the row index's colour.
         layout: the keypoint layout of the K slots.
         boxes: [n, 4] x1, y1, x2, y2, drawn thin in the ID colour when given.
@@ -65,8 +66,13 @@ def draw_poses(
             cv2.rectangle(out, (x1, y1), (x2, y2), color, 1)
         if ok.any():
             anchor = keypoints[i][ok]
-            x, y = int(anchor[:, 0].min()), int(anchor[:, 1].min()) - 4
-            _label(out, f"{int(ids[i])}", (x, max(y, 10)), color, scale)
+        else:  # tracked, but every joint is unsure (small or faint people): mark where, with the ID
+            anchor = keypoints[i]
+            if boxes is None:
+                (x1, y1), (x2, y2) = np.round(anchor.min(0)).astype(int), np.round(anchor.max(0)).astype(int)
+                cv2.rectangle(out, (x1, y1), (x2, y2), color, 1)
+        x, y = int(anchor[:, 0].min()), int(anchor[:, 1].min()) - 4
+        _label(out, f"{int(ids[i])}", (x, max(y, 10)), color, scale)
     return out
 
 

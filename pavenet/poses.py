@@ -55,7 +55,8 @@ class Poses:
 
     def draw(self, frame: np.ndarray, keypoint_thr: float | None = None, boxes: bool = False) -> np.ndarray:
         """A copy of ``frame`` (BGR) with skeletons and IDs coloured per track; joints scoring below
-        ``keypoint_thr`` (default: :attr:`keypoint_thr`, the model's tuned one) are not drawn."""
+        ``keypoint_thr`` (default: :attr:`keypoint_thr`, the model's tuned one) are not drawn; a person
+        with none above it is marked by a thin box around its keypoints and its ID."""
         thr = self.keypoint_thr if keypoint_thr is None else keypoint_thr
         return draw_poses(frame, self.keypoints, self.keypoint_scores, self.track_ids, self.layout, thr,
                           self.boxes if boxes else None)

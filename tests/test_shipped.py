@@ -80,6 +80,11 @@ def test_drawn_joints_follow_the_models_keypoint_threshold():
     assert np.array_equal(poses.draw(frame), poses.draw(frame, 0.7))
     assert not np.array_equal(poses.draw(frame), poses.draw(frame, 0.0))
     assert np.array_equal(annotate(frame, poses), poses.draw(frame))
+    unsure = poses.draw(frame, 1.01)  # no joint drawn: each tracked person still shows a box and its ID
+    assert not np.array_equal(unsure, frame)
+    x1, y1 = np.floor(poses.keypoints[0].min(0)).astype(int)
+    x2, y2 = np.ceil(poses.keypoints[0].max(0)).astype(int)
+    assert not np.array_equal(unsure[max(y1 - 14, 0):y2 + 1, x1:x2 + 1], frame[max(y1 - 14, 0):y2 + 1, x1:x2 + 1])
     model = SharedModel(WEIGHTS / "pavenet-t.onnx", "cpu")
     assert model.new_tracker(Settings()).thresholds == model.base.thresholds
     assert model.new_tracker(Settings(keypoint_thr=0.2)).thresholds.keypoint_thr == 0.2

@@ -21,6 +21,8 @@ from training.objective.tracking import (
     fuse_tracks,
     match_image,
     plan_handover,
+    reseat_tracks,
+    track_detect_rows,
 )
 
 K = 17
@@ -275,3 +277,17 @@ def test_training_fuses_track_poses_as_the_runtime_does():
     assert torch.equal(two[1, 1:], torch.from_numpy(kps[1:])), "padding and detect rows are not changed"
     assert fuse_tracks(torch.from_numpy(kps)[None], torch.from_numpy(ks)[None], n, pad[:1], 0.0).equal(
         torch.from_numpy(kps)[None]), "0: off"
+    # track_reseat_dist: the same pairs re-seat a track on its detect row's state as the runtime does
+    from pavenet.tracker import track_detect_pairs
+
+    pairs = track_detect_pairs(kps, n, 0.2)
+    rows = track_detect_rows(torch.from_numpy(kps)[None], n, torch.ones(1, n, dtype=torch.bool), 0.2)
+    hidden = torch.arange(n + q, dtype=torch.float32)[None, :, None].expand(1, n + q, 4)  # row i holds i
+    for reseat in (0.1, 0.03):
+        expect_rows = list(range(n + q))
+        for i, j, d in pairs:
+            if d < reseat:
+                expect_rows[i] = j
+        got = reseat_tracks(hidden, n, rows, reseat)[0, :, 0].long().tolist()
+        assert got == expect_rows, (reseat, pairs)
+    assert [(i, j) for i, j, d in pairs if d < 0.1] == [(0, 3)], "track 0 is 0.05 of its size from row 3"

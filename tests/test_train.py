@@ -167,17 +167,20 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert result.stdout.count("trained ") == 1, "only rank 0 reports"
 
 
-@pytest.mark.parametrize("fine_grid,side_heads", [(0, False), (3, False), (0, True)])
-def test_one_step_gives_every_parameter_a_gradient(fine_grid, side_heads):
+@pytest.mark.parametrize("fine_grid,side_heads,fuse", [(0, False, False), (3, False, False), (0, True, False),
+                                                       (0, False, True)])
+def test_one_step_gives_every_parameter_a_gradient(fine_grid, side_heads, fuse):
     """No dead heads: one training step on clips with people reaches every trainable parameter of
-    the model and of the criterion's flows (with and without the stride-4 head and side heads)."""
+    the model and of the criterion's flows (with and without the stride-4 head and side heads, and
+    with the runtime's fusion and re-seat in the hand-over)."""
     from training.config import TrainConfig
     from training.loop.sequence import TrainStep
     from training.loop.trainer import build_criterion
 
     torch.manual_seed(0)
     cfg = TINY.override(num_queries=8, fine_grid=fine_grid, side_heads=side_heads)
-    train = TrainConfig(seq_length=3, grad_frames=2, track_drop=0.0, track_reset=0.0)
+    handover = {"track_fuse_dist": 0.5, "track_reseat_dist": 0.5} if fuse else {}
+    train = TrainConfig(seq_length=3, grad_frames=2, track_drop=0.0, track_reset=0.0, **handover)
     step = TrainStep(build_model(cfg), build_criterion(cfg, train), train.grad_frames).train()
     src = SyntheticSource(SynthConfig(width=96, height=72, min_people=2, max_people=3, exit_rate=0.0,
                                       min_labelled_height=0.0), "train", 0)

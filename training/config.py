@@ -41,6 +41,9 @@ class TrainConfig:
         track_fuse_dist: each track is fed back with its pose fused with its detect row of the same
             person, as the runtime's tracker does (``TrackerThresholds.fuse_dist``, e.g. 0.2);
             0 feeds the track row's own pose (the models up to stage 6).
+        track_reseat_dist: with ``track_fuse_dist``, a track whose detect row lies within this
+            share of its pose's size goes on with that detect query's state, as the runtime does
+            (``TrackerThresholds.reseat_dist``, e.g. 0.03); 0 = off (the models up to stage 7).
         track_reset: probability that a clip forgets its tracks before its gradient window, so
             detect queries also learn on frames without track queries.
         track_feed: the pose a track query is fed with: ``refined`` (what the runtime feeds) or
@@ -106,6 +109,7 @@ class TrainConfig:
     track_reset: float = 0.25
     track_birth_thr: float = 0.0
     track_fuse_dist: float = 0.0
+    track_reseat_dist: float = 0.0
     track_feed: str = "refined"
     rle_reduction: str = "coordinate"
     enc_topk: int = 1

@@ -13,7 +13,16 @@ from pavenet.model.pavenet import PAVENet
 from pavenet.model.step import keypoint_confidence
 from training.objective.criterion import SetCriterion, num_targets, pair_index
 from training.objective.matcher import TargetBatch
-from training.objective.tracking import TrackBatch, build_tracks, diagnostics, fuse_tracks, pinned, plan_handover
+from training.objective.tracking import (
+    TrackBatch,
+    build_tracks,
+    diagnostics,
+    fuse_tracks,
+    pinned,
+    plan_handover,
+    reseat_tracks,
+    track_detect_rows,
+)
 
 
 class TrainStep(nn.Module):
@@ -95,11 +104,15 @@ class TrainStep(nn.Module):
                 kp, ks = refined[0][-1].detach(), refined[1][-1].detach()
                 pose = pose.scatter(1, index_rows[..., None, None].expand_as(kp), kp)
                 sig = sig.scatter(1, index_rows[..., None, None].expand_as(ks), ks)
-            if rules.fuse_dist > 0 and tracks.size:  # the runtime's fusion of track and detect rows
+            hidden = out["hidden"]
+            if rules.fuse_dist > 0 and tracks.size and pose.shape[1] > tracks.size:  # the runtime's fusion
                 kscore = keypoint_confidence(pose, sig, cfg.sigma_relative)
-                pose = fuse_tracks(pose, kscore, tracks.size, tracks.mask, rules.fuse_dist,
-                                   (images.shape[-1], images.shape[-2]))
-            tracks = build_tracks(plan, out["hidden"], pose, tracks.keypoints, tracks.size)
+                wh = (images.shape[-1], images.shape[-2])
+                rows = track_detect_rows(pose, tracks.size, tracks.mask, rules.fuse_dist, wh)
+                pose = fuse_tracks(pose, kscore, tracks.size, tracks.mask, rules.fuse_dist, wh, rows)
+                if rules.reseat_dist > 0:  # and its re-seat of tracks on their detect query
+                    hidden = reseat_tracks(hidden, tracks.size, rows, rules.reseat_dist)
+            tracks = build_tracks(plan, hidden, pose, tracks.keypoints, tracks.size)
         return SetCriterion.total(losses), sums
 
     def _refine(self, out: dict, matches: list, keep: list[list[int]], window: list[torch.Tensor],

@@ -47,7 +47,8 @@ def build_criterion(model_cfg: ModelConfig, cfg: TrainConfig) -> SetCriterion:
                           dec_topk=cfg.dec_topk)
     rules = TrackRules(assignment=cfg.track_assignment, bonus=cfg.track_bonus, keep_thr=cfg.track_keep_thr,
                        max_lost=cfg.track_max_lost, drop=cfg.track_drop, fp=cfg.track_fp, reset=cfg.track_reset,
-                       birth_thr=cfg.track_birth_thr, fuse_dist=cfg.track_fuse_dist)
+                       birth_thr=cfg.track_birth_thr, fuse_dist=cfg.track_fuse_dist,
+                       reseat_dist=cfg.track_reseat_dist)
     return SetCriterion(torch.tensor(get_layout(model_cfg.layout).sigmas), model_cfg.decoder_layers, loss_cfg, rules,
                         model_cfg.side_pairs)
 

@@ -82,6 +82,7 @@ class TrackRules:
     reset: float = 0.25
     birth_thr: float = 0.0
     fuse_dist: float = 0.0
+    reseat_dist: float = 0.0
 
 
 def match_image(cost: np.ndarray, follow: np.ndarray, valid: np.ndarray, ids: np.ndarray,
@@ -188,27 +189,24 @@ def plan_handover(scores: np.ndarray, matches: list[tuple[np.ndarray, np.ndarray
     return plan
 
 
-def fuse_tracks(pose: torch.Tensor, kscore: torch.Tensor, n: int, track_mask: torch.Tensor,
-                max_dist: float, wh: tuple[int, int] = (1, 1)) -> torch.Tensor:
-    """The runtime's track-pose fusion (:func:`pavenet.tracker.fuse_track_poses`) on a batch.
+def track_detect_rows(pose: torch.Tensor, n: int, track_mask: torch.Tensor, max_dist: float,
+                      wh: tuple[int, int] = (1, 1)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The runtime's track / detect-row pairs (:func:`pavenet.tracker.track_detect_pairs`) on a batch.
 
-    Each of the first ``n`` rows (track rows) is averaged, weighted by keypoint scores, with its
-    nearest detect row when that row's median joint distance is below ``max_dist`` x the track
-    pose's size and no other track is less than twice as far from it. The runtime assigns rows with
-    ``lap``; here each track takes its nearest row (the runtime's rule up to rare ties), without a
-    host sync.
+    A track row pairs with its nearest detect row when that row's median joint distance is below
+    ``max_dist`` x the track pose's size and no other track is less than twice as far from it. The
+    runtime assigns rows with ``lap``; here each track takes its nearest row (the runtime's rule up
+    to rare ties), without a host sync.
 
     Args:
-        pose: [B, M, K, 2] this frame's poses (rows 0..n-1 answer the tracks); kscore: [B, M, K].
+        pose: [B, M, K, 2] this frame's poses (rows 0..n-1 answer the tracks).
         track_mask: [B, n] bool, False for padding tracks.
-        wh: the input's (width, height): distances are measured in pixels, as at run time.
+        wh: the input's (width, height): distances are measured in these units.
 
     Returns:
-        [B, M, K, 2]: ``pose`` with the track rows fused (detached).
+        (paired [B, n] bool, row [B, n] the detect row's index among rows n.., distance [B, n] as a
+        share of the track pose's size).
     """
-    pose, kscore = pose.detach(), kscore.detach()
-    if max_dist <= 0 or n == 0 or pose.shape[1] == n:
-        return pose
     trk, det = pose[:, :n], pose[:, n:]  # [B, n, K, 2], [B, Q, K, 2]
     px = pose.new_tensor(wh)
     size = ((trk.amax(2) - trk.amin(2)) * px).amax(-1).clamp(min=1e-6)  # [B, n]
@@ -219,7 +217,29 @@ def fuse_tracks(pose: torch.Tensor, kscore: torch.Tensor, n: int, track_mask: to
     col = torch.gather(dist, 2, j[:, None, :].expand(-1, n, -1))  # [B, n, n]: [b, t, i] = dist[b, t, j[b, i]]
     eye = torch.eye(n, dtype=torch.bool, device=pose.device)
     others = col.masked_fill(eye, float("inf")).amin(1)  # [B, n]: nearest other track to my row
-    ok = (best < max_dist) & (others >= 2 * best) & track_mask  # [B, n]
+    return (best < max_dist) & (others >= 2 * best) & track_mask, j, best
+
+
+def fuse_tracks(pose: torch.Tensor, kscore: torch.Tensor, n: int, track_mask: torch.Tensor,
+                max_dist: float, wh: tuple[int, int] = (1, 1),
+                rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """The runtime's track-pose fusion (:func:`pavenet.tracker.fuse_track_poses`) on a batch: each
+    track row paired by :func:`track_detect_rows` (given as ``rows``, or computed) is averaged with
+    its detect row, weighted by keypoint scores.
+
+    Args:
+        pose: [B, M, K, 2] this frame's poses (rows 0..n-1 answer the tracks); kscore: [B, M, K].
+        track_mask: [B, n] bool, False for padding tracks.
+        wh: the input's (width, height), see :func:`track_detect_rows`.
+
+    Returns:
+        [B, M, K, 2]: ``pose`` with the track rows fused (detached).
+    """
+    pose, kscore = pose.detach(), kscore.detach()
+    if max_dist <= 0 or n == 0 or pose.shape[1] == n:
+        return pose
+    ok, j, _ = track_detect_rows(pose, n, track_mask, max_dist, wh) if rows is None else rows
+    trk, det = pose[:, :n], pose[:, n:]
     k = pose.shape[2]
     drow = torch.gather(det, 1, j[..., None, None].expand(-1, -1, k, 2))  # [B, n, K, 2]
     dsc = torch.gather(kscore[:, n:], 1, j[..., None].expand(-1, -1, k))  # [B, n, K]
@@ -227,6 +247,17 @@ def fuse_tracks(pose: torch.Tensor, kscore: torch.Tensor, n: int, track_mask: to
     w = (a / (a + dsc).clamp(min=1e-9))[..., None]
     fused = torch.where(ok[..., None, None], w * trk + (1 - w) * drow, trk)
     return torch.cat([fused, det], 1)
+
+
+def reseat_tracks(hidden: torch.Tensor, n: int, rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                  reseat_dist: float) -> torch.Tensor:
+    """The runtime's re-seat (``TrackerThresholds.reseat_dist``): [B, M, D] ``hidden`` with each
+    track row whose detect row (``rows`` from :func:`track_detect_rows`) lies within
+    ``reseat_dist`` of it replaced by that detect row's state."""
+    ok, j, dist = rows
+    take = ok & (dist < reseat_dist)  # [B, n]
+    det = torch.gather(hidden[:, n:], 1, j[..., None].expand(-1, -1, hidden.shape[-1]))  # [B, n, D]
+    return torch.cat([torch.where(take[..., None], det, hidden[:, :n]), hidden[:, n:]], 1)
 
 
 def pinned(array: np.ndarray, device: torch.device) -> torch.Tensor:
