@@ -107,9 +107,8 @@ class TrainStep(nn.Module):
             hidden = out["hidden"]
             if rules.fuse_dist > 0 and tracks.size and pose.shape[1] > tracks.size:  # the runtime's fusion
                 kscore = keypoint_confidence(pose, sig, cfg.sigma_relative)
-                wh = (images.shape[-1], images.shape[-2])
-                rows = track_detect_rows(pose, tracks.size, tracks.mask, rules.fuse_dist, wh)
-                pose = fuse_tracks(pose, kscore, tracks.size, tracks.mask, rules.fuse_dist, wh, rows)
+                rows = track_detect_rows(pose, tracks.size, tracks.mask, rules.fuse_dist)
+                pose = fuse_tracks(pose, kscore, tracks.size, tracks.mask, rules.fuse_dist, rows)
                 if rules.reseat_dist > 0:  # and its re-seat of tracks on their detect query
                     hidden = reseat_tracks(hidden, tracks.size, rows, rules.reseat_dist)
             tracks = build_tracks(plan, hidden, pose, tracks.keypoints, tracks.size)

@@ -189,8 +189,8 @@ def plan_handover(scores: np.ndarray, matches: list[tuple[np.ndarray, np.ndarray
     return plan
 
 
-def track_detect_rows(pose: torch.Tensor, n: int, track_mask: torch.Tensor, max_dist: float,
-                      wh: tuple[int, int] = (1, 1)) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def track_detect_rows(pose: torch.Tensor, n: int, track_mask: torch.Tensor, max_dist: float
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The runtime's track / detect-row pairs (:func:`pavenet.tracker.track_detect_pairs`) on a batch.
 
     A track row pairs with its nearest detect row when that row's median joint distance is below
@@ -201,16 +201,16 @@ def track_detect_rows(pose: torch.Tensor, n: int, track_mask: torch.Tensor, max_
     Args:
         pose: [B, M, K, 2] this frame's poses (rows 0..n-1 answer the tracks).
         track_mask: [B, n] bool, False for padding tracks.
-        wh: the input's (width, height): distances are measured in these units.
+
+    Distances are in the model's normalised coordinates, as at run time (x / width, y / height).
 
     Returns:
         (paired [B, n] bool, row [B, n] the detect row's index among rows n.., distance [B, n] as a
         share of the track pose's size).
     """
     trk, det = pose[:, :n], pose[:, n:]  # [B, n, K, 2], [B, Q, K, 2]
-    px = pose.new_tensor(wh)
-    size = ((trk.amax(2) - trk.amin(2)) * px).amax(-1).clamp(min=1e-6)  # [B, n]
-    gap = ((trk[:, :, None] - det[:, None]) * px).norm(dim=-1).median(-1).values  # [B, n, Q]
+    size = (trk.amax(2) - trk.amin(2)).amax(-1).clamp(min=1e-6)  # [B, n]
+    gap = (trk[:, :, None] - det[:, None]).norm(dim=-1).median(-1).values  # [B, n, Q]
     dist = gap / size[..., None]
     dist = dist.masked_fill(~track_mask[..., None], float("inf"))
     best, j = dist.min(-1)  # [B, n]
@@ -221,8 +221,8 @@ def track_detect_rows(pose: torch.Tensor, n: int, track_mask: torch.Tensor, max_
 
 
 def fuse_tracks(pose: torch.Tensor, kscore: torch.Tensor, n: int, track_mask: torch.Tensor,
-                max_dist: float, wh: tuple[int, int] = (1, 1),
-                rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                max_dist: float, rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+                ) -> torch.Tensor:
     """The runtime's track-pose fusion (:func:`pavenet.tracker.fuse_track_poses`) on a batch: each
     track row paired by :func:`track_detect_rows` (given as ``rows``, or computed) is averaged with
     its detect row, weighted by keypoint scores.
@@ -230,7 +230,6 @@ def fuse_tracks(pose: torch.Tensor, kscore: torch.Tensor, n: int, track_mask: to
     Args:
         pose: [B, M, K, 2] this frame's poses (rows 0..n-1 answer the tracks); kscore: [B, M, K].
         track_mask: [B, n] bool, False for padding tracks.
-        wh: the input's (width, height), see :func:`track_detect_rows`.
 
     Returns:
         [B, M, K, 2]: ``pose`` with the track rows fused (detached).
@@ -238,7 +237,7 @@ def fuse_tracks(pose: torch.Tensor, kscore: torch.Tensor, n: int, track_mask: to
     pose, kscore = pose.detach(), kscore.detach()
     if max_dist <= 0 or n == 0 or pose.shape[1] == n:
         return pose
-    ok, j, _ = track_detect_rows(pose, n, track_mask, max_dist, wh) if rows is None else rows
+    ok, j, _ = track_detect_rows(pose, n, track_mask, max_dist) if rows is None else rows
     trk, det = pose[:, :n], pose[:, n:]
     k = pose.shape[2]
     drow = torch.gather(det, 1, j[..., None, None].expand(-1, -1, k, 2))  # [B, n, K, 2]
