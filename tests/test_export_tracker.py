@@ -101,7 +101,7 @@ class FakeBackend:
         hidden = np.zeros((1, len(rows), d), np.float32)
         hidden[0, :, 0] = 100 * (len(self.fed_queries) - 1) + np.arange(len(rows))  # marker: step, row
         return {"scores": np.array([[s for s, _ in rows]], np.float32), "keypoints": kps[None].astype(np.float32),
-                "keypoint_scores": np.ones((1, len(rows), k), np.float32),
+                "keypoint_scores": np.broadcast_to(np.linspace(0.6, 1.0, k, dtype=np.float32), (1, len(rows), k)),
                 "hidden": hidden, "tokens": np.zeros((1, 4, d), np.float32)}
 
 
@@ -183,8 +183,8 @@ def test_two_tracks_close_in_joint_distance_merge_even_when_their_oks_is_low():
     tracker = Tracker(backend, TrackerThresholds(duplicate_oks=0.99, merge_dist=0.14, keep_thr=0.5))
     tracker.update(np.zeros((64, 64, 3), np.uint8))
     poses = tracker.update(np.zeros((64, 64, 3), np.uint8))
-    assert poses.track_ids.tolist() == [0] and poses.scores.tolist() == [pytest.approx(0.9)], \
-        "the older ID goes on with the better-scoring duplicate's query"
+    assert poses.track_ids.tolist() == [0] and poses.scores.tolist() == [pytest.approx(0.9 * 0.8)], \
+        "the older ID goes on with the better-scoring duplicate's query (shown: score x mean keypoint score 0.8)"
     ids, _ = _run(script, duplicate_oks=0.99, merge_dist=0.0)
     assert ids[1] == [0, 1], "merge_dist 0: off"
     far = [([], [a, b]), ([a, (0.9, 0.4)], []), ([a, (0.9, 0.4)], [])]  # 0.1 apart: 0.17 of the pose's size
