@@ -87,7 +87,7 @@ def test_baseline_ignores_low_scores():
 def test_eval_cli_tunes_thresholds_on_val_and_stores_them(tiny_files, tmp_path, capsys):  # noqa: F811
     import shutil
 
-    from pavenet.contract import parse_metadata
+    from pavenet.contract import TrackerThresholds, parse_metadata
     from training.evaluation.tune import GRID, KEYPOINT_GRID
 
     onnx_path = tmp_path / "tiny.onnx"
@@ -107,6 +107,9 @@ def test_eval_cli_tunes_thresholds_on_val_and_stores_them(tiny_files, tmp_path, 
     assert near_grid(th.new_track_thr, GRID["new_track_thr"]) and near_grid(th.keep_thr, GRID["keep_thr"])
     assert th.duplicate_oks in GRID["duplicate_oks"] and th.duplicate_iou in GRID["duplicate_iou"]
     assert th.keypoint_thr in (*KEYPOINT_GRID, 0.3)
+    default = TrackerThresholds()
+    for name in ("fuse_dist", "merge_dist", "reseat_dist"):  # what each track is fed is tuned too
+        assert getattr(th, name) in (*GRID[name], getattr(default, name)), name
     from pavenet.tracker import Tracker
 
     assert Tracker.from_checkpoint(tmp_path / "tiny.pt", "cpu").thresholds == th

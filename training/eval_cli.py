@@ -55,8 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tracker threshold override, e.g. --set new_track_thr=0.4 --set max_lost=30")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
     p.add_argument("--tune", action="store_true",
-                   help="choose new_track_thr, keep_thr, duplicate_oks, duplicate_iou (coordinate descent) and "
-                        "keypoint_thr on the val split (objective mean of AP, MOTA and IDF1) instead of reporting; "
+                   help="choose new_track_thr, keep_thr, duplicate_oks, duplicate_iou, fuse_dist, merge_dist, "
+                        "reseat_dist (coordinate descent) and keypoint_thr on the val split (objective mean of AP, "
+                        "MOTA and IDF1) instead of reporting; "
                         "never tunes on test; thresholds given with --set stay fixed")
     p.add_argument("--write", action="store_true",
                    help="with --tune: store the chosen thresholds as the defaults in the --weights ONNX file (and in "
@@ -154,15 +155,13 @@ def _tune(args, datas: list[str], fixed: dict) -> int:
 
     videos = cache_videos(iter_videos(datas[0], args.videos, args.frames, args.seed, "val"))
     best, trials = tune(tracker, videos, free(GRID), progress=not args.no_progress, fine=free(FINE))
-    print(f"{'new_track_thr':>13} {'keep_thr':>8} {'dup_oks':>7} {'dup_iou':>7} {'kpt_thr':>7} {'AP':>6} {'MOTA':>7} "
-          f"{'IDF1':>6} {'IDsw':>5} {'objective':>9}")
+    names = [*GRID, "keypoint_thr"]
+    print(" ".join(f"{n:>13}" for n in names), f"{'AP':>6} {'MOTA':>7} {'IDF1':>6} {'IDsw':>5} {'objective':>9}")
     for t in sorted(trials, key=lambda t: -objective(t.metrics)):
-        th, m = t.thresholds, t.metrics
-        print(f"{th.new_track_thr:>13.2f} {th.keep_thr:>8.2f} {th.duplicate_oks:>7.2f} {th.duplicate_iou:>7.2f} "
-              f"{th.keypoint_thr:>7.2f} {m['ap']:>6.3f} {m['mota']:>7.3f} {m['idf1']:>6.3f} {m['id_switches']:>5d} "
-              f"{objective(m):>9.3f}")
-    chosen = {k: getattr(best, k) for k in ("new_track_thr", "keep_thr", "duplicate_oks", "duplicate_iou",
-                                            "keypoint_thr")}
+        m = t.metrics
+        print(" ".join(f"{getattr(t.thresholds, n):>13.2f}" for n in names),
+              f"{m['ap']:>6.3f} {m['mota']:>7.3f} {m['idf1']:>6.3f} {m['id_switches']:>5d} {objective(m):>9.3f}")
+    chosen = {n: getattr(best, n) for n in names}
     where = ""
     if args.write:
         from export.onnx_export import set_thresholds
