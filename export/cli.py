@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "is averaged with its detect row's (0 = off)")
     p.add_argument("--merge-dist", type=float, help="default share of the smaller pose's size under which two "
                                                     "tracks' median joint distance makes them one person (0 = off)")
+    p.add_argument("--merge-age", type=int, help="default age in frames up to which a track can be retired by "
+                                                 "--merge-dist")
     p.add_argument("--reseat-dist", type=float, help="default share of the pose's size under which a track goes on "
                                                      "with its detect row's query state (0 = off)")
     return p
@@ -78,7 +80,8 @@ def _main(argv: list[str] | None) -> int:
     chosen = {k: v for k, v in (("new_track_thr", args.new_track_thr), ("keep_thr", args.keep_thr),
                                 ("max_lost", args.max_lost), ("duplicate_oks", args.duplicate_oks),
                                 ("duplicate_iou", args.duplicate_iou), ("fuse_dist", args.fuse_dist),
-                                ("merge_dist", args.merge_dist), ("reseat_dist", args.reseat_dist))
+                                ("merge_dist", args.merge_dist), ("merge_age", args.merge_age),
+                                ("reseat_dist", args.reseat_dist))
               if v is not None}
     stored = load_checkpoint(args.checkpoint).get("tracker_thresholds") or {}  # e.g. from pavenet-eval --tune
     thresholds = TrackerThresholds().override(**stored).override(**chosen)

@@ -37,9 +37,12 @@ class TrackerThresholds:
             person (median joint distance below this share of the pose's size), weighted by their
             keypoint scores; 0 = off (the track query's pose alone).
         merge_dist: two active tracks whose poses' median joint distance is below this share of
-            the smaller pose's size, the newer born at most ``pavenet.tracker.MERGE_AGE`` (10)
-            frames ago, show one person: the newer is retired (as with OKS >= ``duplicate_oks``,
+            the smaller pose's size, the newer born at most ``merge_age`` frames ago, show one
+            person: the newer is retired (as with OKS >= ``duplicate_oks``,
             which small people's poses rarely reach); 0 = off.
+        merge_age: ``merge_dist`` retires only tracks born at most this many frames ago (a
+            duplicate is born on a tracked person; two established tracks this near are two
+            people crossing).
         reseat_dist: a track whose detect row (see ``fuse_dist``) lies within this share of the
             pose's size goes on with that detect query's hidden state instead of its own (its
             query re-anchored where the image shows the person now); needs ``fuse_dist`` > 0;
@@ -55,6 +58,7 @@ class TrackerThresholds:
     keypoint_thr: float = 0.3
     fuse_dist: float = 0.2
     merge_dist: float = 0.14
+    merge_age: int = 10
     reseat_dist: float = 0.0
 
     def override(self, **changes) -> TrackerThresholds:

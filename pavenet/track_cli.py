@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge-dist", type=float,
                    help="retire the newer of two tracks whose poses' median joint distance is under this share "
                         "of the smaller pose's size; 0 = off (default: the model's merge_dist)")
+    p.add_argument("--merge-age", type=int_at_least(0),
+                   help="--merge-dist retires only tracks at most this many frames old (default: the model's "
+                        "merge_age)")
     p.add_argument("--reseat-dist", type=float,
                    help="a track whose detect query's pose lies within this share of the pose's size goes on "
                         "with that query's state (re-anchored on the image); 0 = off (default: the model's "
@@ -106,7 +109,7 @@ def _main(argv: list[str] | None) -> int:
     thresholds = {k: v for k, v in (("new_track_thr", args.conf), ("keep_thr", args.keep),
                                     ("max_lost", args.max_lost), ("keypoint_thr", args.kpt_conf),
                                     ("fuse_dist", args.fuse_dist), ("merge_dist", args.merge_dist),
-                                    ("reseat_dist", args.reseat_dist))
+                                    ("merge_age", args.merge_age), ("reseat_dist", args.reseat_dist))
                   if v is not None}
     source = open_source(args.source, args.start)  # a missing input is reported before the model loads
     try:

@@ -17,7 +17,7 @@ Identity lifecycle (thresholds in :class:`pavenet.contract.TrackerThresholds`):
   drifts towards a neighbour is re-anchored on what the image shows now);
 - a track stays active while its track query scores >= ``keep_thr``; when two active tracks
   converge on one person (OKS >= ``duplicate_oks`` both ways, or, for a track born at most
-  ``MERGE_AGE`` frames ago, median joint distance below ``merge_dist`` of the smaller pose's
+  ``merge_age`` frames ago, median joint distance below ``merge_dist`` of the smaller pose's
   size) the newer one is retired, the older ID going on with the better-scoring of the two;
 - below that it is *lost*: it is kept and still fed back to the model for ``max_lost`` frames,
   so a person who is occluded or steps out briefly comes back with the same ID; then retired.
@@ -45,10 +45,6 @@ from pavenet.oks import oks_matrix, pose_box_iou
 from pavenet.poses import Poses, boxes_from_keypoints
 from pavenet.preprocess import letterbox, to_bgr, to_frame_pixels
 from pavenet.smoothing import OneEuro
-
-# merge_dist retires only tracks born this many frames ago or fewer: a duplicate is born on a tracked
-# person; two established tracks this near are two people crossing (val: 5 / 10 / any age)
-MERGE_AGE = 10
 
 
 @dataclass
@@ -169,7 +165,7 @@ class Tracker:
     def _merge_duplicates(self) -> None:
         """Two active tracks on one person (OKS >= ``duplicate_oks`` both ways, or median joint
         distance < ``merge_dist`` of the smaller pose's size while the newer is at most
-        ``MERGE_AGE`` frames old): the older ID keeps it, the newer track is retired (it would
+        ``merge_age`` frames old): the older ID keeps it, the newer track is retired (it would
         otherwise show the person twice); when the newer one scored higher, the older ID takes
         its query and pose."""
         th = self.thresholds
@@ -182,7 +178,7 @@ class Tracker:
         if th.merge_dist > 0:
             size = pose_size(kps)
             dist = median_joint_distance(kps, kps)  # [A, A]
-            young = np.array([t.age <= MERGE_AGE for t in active])  # [A]
+            young = np.array([t.age <= th.merge_age for t in active])  # [A]
             near = dist < th.merge_dist * np.minimum(size[:, None], size[None])
             same |= near & (young[:, None] | young[None])
         retired: set[int] = set()

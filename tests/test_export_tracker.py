@@ -192,7 +192,9 @@ def test_two_tracks_close_in_joint_distance_merge_even_when_their_oks_is_low():
     assert ids[1:] == [[0, 1], [0, 1]], "two people side by side keep their IDs"
     old = [([], [a, b])] + [([a, b], [])] * 11 + [([a, (0.9, 0.35)], [])]
     ids, _ = _run(old, duplicate_oks=0.99, merge_dist=0.14)
-    assert ids[-1] == [0, 1], "two tracks older than MERGE_AGE this near are two people crossing: kept"
+    assert ids[-1] == [0, 1], "two tracks older than merge_age this near are two people crossing: kept"
+    ids, _ = _run(old, duplicate_oks=0.99, merge_dist=0.14, merge_age=20)
+    assert ids[-1] == [0], "merge_age 20: a 12-frame-old track this near is retired"
 
 
 def test_a_track_pose_is_fused_with_its_detect_row():
