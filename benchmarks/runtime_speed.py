@@ -6,7 +6,8 @@ Prints, for one model:
 - model-only FPS of one tracker step in ONNX Runtime vs eager PyTorch (N = 0 and N = 20 track queries);
 - tracker FPS (`Tracker.update`: letterbox, model, ID lifecycle) on synthetic clips with 1 and with
   about 20 people, and their ratio;
-- end-to-end `pavenet-track` FPS on a synthetic 320x240 video (decode, track, draw, encode) vs model-only.
+- end-to-end `pavenet-track` FPS on a synthetic 320x240 video (decode, track, draw, encode) vs model-only,
+  with no track query and with as many as the tracker feeds on that video (its mean).
 """
 
 from __future__ import annotations
@@ -106,10 +107,32 @@ def main() -> None:
     if found is None:
         raise SystemExit(f"pavenet-track printed no summary: {out.getvalue()!r}")
     e2e, tracker_fps = float(found.group(1)), 1000 / float(found.group(2))
+    n_fed = round(mean_track_queries(backend, [f.image for f in clip.frames]))
+    feeds_fed = _feeds(backend.info, n_fed)
+    fps_fed = rate(lambda: backend.step(feeds_fed), args.seconds)
     print(f"end-to-end pavenet-track (decode + track + draw + encode), 4-6 people: {e2e:.1f} FPS "
           f"({with_start:.1f} with the model's loading) = {e2e / model_fps[0]:.2f}x model-only N=0, "
+          f"{e2e / fps_fed:.2f}x model-only at the clip's mean track count N={n_fed} ({fps_fed:.1f} FPS), "
           f"{e2e / tracker_fps:.2f}x its own Tracker.update time ({tracker_fps:.1f} FPS: decode, draw and "
           "encode cost the rest)")
+
+
+def mean_track_queries(backend, frames: list[np.ndarray]) -> float:
+    """Mean number of track queries the tracker feeds the model over ``frames``."""
+    counts = []
+
+    class Counting:
+        info, provider = backend.info, backend.provider
+
+        @staticmethod
+        def step(feeds):
+            counts.append(feeds["track_queries"].shape[1])
+            return backend.step(feeds)
+
+    tracker = Tracker(Counting())
+    for f in frames:
+        tracker.update(f)
+    return float(np.mean(counts))
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ def test_eval_cli_tunes_thresholds_on_val_and_stores_them(tiny_files, tmp_path, 
     assert th.duplicate_oks in GRID["duplicate_oks"] and th.duplicate_iou in GRID["duplicate_iou"]
     assert th.keypoint_thr in (*KEYPOINT_GRID, 0.3)
     default = TrackerThresholds()
-    for name in ("fuse_dist", "merge_dist", "merge_age", "reseat_dist"):  # what each track is fed is tuned too
+    for name in ("fuse_dist", "merge_dist", "merge_age", "reseat_dist", "revive_oks"):  # the lifecycle's rules too
         assert getattr(th, name) in (*GRID[name], getattr(default, name)), name
     from pavenet.tracker import Tracker
 
