@@ -104,6 +104,43 @@ def test_resume_continues_exactly(tmp_path):
             assert x[key] == pytest.approx(y[key], rel=1e-4, abs=1e-5), key
 
 
+def test_weight_average_is_what_checkpoints_hold_and_resume_restores(tmp_path):
+    """ema_decay: the average moves by (1 - decay) towards the trained weights after each step;
+    checkpoints hold it as ``model`` (what export and --load-from read) and the trained weights as
+    ``train_model``; a resumed run continues both exactly."""
+    from training.loop.average import WeightAverage
+
+    model = build_model(TINY)
+    avg = WeightAverage(model, 0.75)
+    start = {k: v.clone() for k, v in avg.model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    avg.update(model)
+    for k, v in avg.model.state_dict().items():
+        want = start[k] + 0.25 * (model.state_dict()[k] - start[k]) if v.is_floating_point() else model.state_dict()[k]
+        assert torch.allclose(v, want, atol=1e-6), k
+    assert not any(p.requires_grad for p in avg.model.parameters())
+
+    full, part = tmp_path / "full", tmp_path / "part"
+    ema = ("--set", "ema_decay=0.9")
+    assert train_main(_args(full, "--epochs", "2", "--iters-per-epoch", "3", *ema)) == 0
+    state = torch.load(full / "last.pt", weights_only=True)
+    differ = [k for k, v in state["model"].items()
+              if v.is_floating_point() and not torch.equal(v, state["train_model"][k])]
+    assert len(differ) > len(state["model"]) // 2, "the average is not the trained weights"
+    part.mkdir()
+    shutil.copy(full / "epoch_1.pt", part / "epoch_1.pt")
+    assert train_main(["--resume", str(part / "epoch_1.pt"), "--workers", "0", "--no-progress"]) == 0
+    for x, y in zip(_log(full)[3:], _log(part)):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-4, abs=1e-5)
+    resumed = torch.load(part / "last.pt", weights_only=True)
+    for key in ("model", "train_model"):
+        for k, v in state[key].items():
+            assert torch.allclose(v.float(), resumed[key][k].float(), atol=1e-5), (key, k)
+    assert _log(full, "val")[-1]["mean_oks"] == pytest.approx(_log(part, "val")[-1]["mean_oks"], abs=1e-5)
+
+
 def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
     cases = [
         (["--set", "no_such_key=1"], "unknown config key(s): no_such_key"),

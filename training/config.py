@@ -44,6 +44,10 @@ class TrainConfig:
         track_reseat_dist: with ``track_fuse_dist``, a track whose detect row lies within this
             share of its pose's size goes on with that detect query's state, as the runtime does
             (``TrackerThresholds.reseat_dist``, e.g. 0.03); 0 = off (the models up to stage 7).
+        ema_decay: keep an exponential moving average of the weights with this decay per optimizer
+            step (e.g. 0.999; :mod:`training.loop.average`): validation, ``best.pt`` and the
+            checkpoints' weights are the average's, the trained ones are kept for ``--resume``.
+            0 = off.
         track_reset: probability that a clip forgets its tracks before its gradient window, so
             detect queries also learn on frames without track queries.
         track_feed: the pose a track query is fed with: ``refined`` (what the runtime feeds) or
@@ -98,6 +102,7 @@ class TrainConfig:
     lr_drop: str = "10"
     warmup_iters: int = 100
     clip_grad: float = 0.1
+    ema_decay: float = 0.0
     seq_length: int = 5
     grad_frames: int = 3
     track_assignment: str = "bonus"
@@ -149,6 +154,8 @@ class TrainConfig:
             raise PavenetError("epochs, iters_per_epoch, batch_size, accumulate and seq_length must be >= 1")
         if self.lr <= 0:
             raise PavenetError("lr must be positive")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise PavenetError("ema_decay must be 0 (off) or in (0, 1)")
         if self.track_assignment not in ("bonus", "hard"):
             raise PavenetError("track_assignment must be 'bonus' or 'hard'")
         if self.track_feed not in ("refined", "decoder"):

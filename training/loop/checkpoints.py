@@ -67,11 +67,17 @@ def load_weights(path: str | Path, model: nn.Module, criterion: nn.Module, model
 
 
 def load_resume_state(path: str | Path, model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
-                      model_cfg: ModelConfig, device: torch.device) -> tuple[int, float]:
-    """Restore a run exactly (weights, optimizer, random state); returns (step, best val score)."""
+                      model_cfg: ModelConfig, device: torch.device,
+                      average: nn.Module | None = None) -> tuple[int, float]:
+    """Restore a run exactly (weights, optimizer, random state); returns (step, best val score).
+    A run with a weight average (``ema_decay``) stores the trained weights as ``train_model`` and
+    the average as ``model``: ``average`` gets the latter (or starts at the trained weights when the
+    checkpoint has no average)."""
     state = load_checkpoint(path)
     check_compatible(state, model_cfg, path)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(state.get("train_model", state["model"]))
+    if average is not None:
+        average.load_state_dict(state["model"] if "train_model" in state else model.state_dict())
     criterion.load_state_dict(state["criterion"])
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"]["torch"])

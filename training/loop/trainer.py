@@ -28,6 +28,7 @@ from pavenet.synth import SynthConfig
 from training.config import TrainConfig
 from training.data.augment import AugmentConfig
 from training.data.dataset import ClipDataset, StepSampler, build_source, collate
+from training.loop.average import WeightAverage
 from training.loop.checkpoints import RunCheckpoints, load_resume_state, load_weights
 from training.loop.devices import autocast, device_memory_mb, peak_memory_mb, setup_distributed
 from training.loop.diagnosis import Diagnoser, DiagnosisConfig
@@ -116,8 +117,11 @@ class Trainer:
             for module in model.modules():
                 if isinstance(module, WindowDeformableAttention):
                     spread_offsets(module, cfg.spread_offsets)
+        # created after --load-from, so the average starts at the loaded weights
+        self.average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         if resume:
-            self.step, best = load_resume_state(resume, model, criterion, self.optimizer, model_cfg, self.device)
+            self.step, best = load_resume_state(resume, model, criterion, self.optimizer, model_cfg, self.device,
+                                                self.average.model if self.average else None)
         # Some parameters get no gradient in some steps (e.g. RLE flows on a frame without people).
         self.ddp = (DistributedDataParallel(self.step_module, device_ids=None if self.device.type == "cpu"
                                             else [self.device.index], find_unused_parameters=True)
@@ -147,8 +151,10 @@ class Trainer:
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        trained = self.step_module.model.state_dict()
+        extra = {"train_model": trained} if self.average else {}
         return {
-            "model": self.step_module.model.state_dict(),
+            "model": self.average.model.state_dict() if self.average else trained, **extra,
             "criterion": self.step_module.criterion.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": {"step": self.step, "base_lrs": self.base_lrs},
@@ -232,6 +238,8 @@ class Trainer:
         self._bad_steps = 0
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.average:
+            self.average.update(self.step_module.model)
         self.step += 1
         meter.add_step(grad_norm)
         return True
@@ -274,7 +282,7 @@ class Trainer:
         if not self.dist.main:
             return {}
         epoch = self.step // self.cfg.iters_per_epoch
-        metrics = self.validator(self.step_module.model, epoch)
+        metrics = self.validator(self.average.model if self.average else self.step_module.model, epoch)
         if self.log is not None:
             self.log.write({"mode": "val", "epoch": epoch, "iter": self.step, **metrics}, self.step)
         if self.validator.is_best(metrics):
