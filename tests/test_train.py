@@ -141,6 +141,24 @@ def test_weight_average_is_what_checkpoints_hold_and_resume_restores(tmp_path):
     assert _log(full, "val")[-1]["mean_oks"] == pytest.approx(_log(part, "val")[-1]["mean_oks"], abs=1e-5)
 
 
+def test_freeze_bn_stats_keeps_the_running_statistics(tmp_path):
+    """freeze_bn_stats: BatchNorm's running statistics stay as loaded (here: as initialised, 0 and 1)
+    while the run trains; without it they move."""
+    def stats(work):
+        state = torch.load(work / "last.pt", weights_only=True)["model"]
+        return {k: v for k, v in state.items() if k.endswith(("running_mean", "running_var"))}
+
+    for freeze in (True, False):
+        work = tmp_path / str(freeze)
+        assert train_main(_args(work, "--epochs", "1", "--iters-per-epoch", "2",
+                                "--set", f"freeze_bn_stats={str(freeze).lower()}")) == 0
+        s = stats(work)
+        assert s, "the tiny model has BatchNorm layers"
+        unchanged = all(torch.equal(v, torch.zeros_like(v) if k.endswith("mean") else torch.ones_like(v))
+                        for k, v in s.items())
+        assert unchanged == freeze, freeze
+
+
 def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
     cases = [
         (["--set", "no_such_key=1"], "unknown config key(s): no_such_key"),

@@ -48,6 +48,10 @@ class TrainConfig:
             step (e.g. 0.999; :mod:`training.loop.average`): validation, ``best.pt`` and the
             checkpoints' weights are the average's, the trained ones are kept for ``--resume``.
             0 = off.
+        freeze_bn_stats: BatchNorm layers normalise with their running statistics during training
+            and do not update them (their affine weights still train): for fine-tuning at a small
+            batch (8 clips on a CPU) a model whose statistics came from larger batches. Validation
+            and export use the running statistics either way.
         track_reset: probability that a clip forgets its tracks before its gradient window, so
             detect queries also learn on frames without track queries.
         track_feed: the pose a track query is fed with: ``refined`` (what the runtime feeds) or
@@ -103,6 +107,7 @@ class TrainConfig:
     warmup_iters: int = 100
     clip_grad: float = 0.1
     ema_decay: float = 0.0
+    freeze_bn_stats: bool = False
     seq_length: int = 5
     grad_frames: int = 3
     track_assignment: str = "bonus"

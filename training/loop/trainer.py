@@ -117,6 +117,8 @@ class Trainer:
             for module in model.modules():
                 if isinstance(module, WindowDeformableAttention):
                     spread_offsets(module, cfg.spread_offsets)
+        self._frozen_norms = ([m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+                              if cfg.freeze_bn_stats else [])
         # created after --load-from, so the average starts at the loaded weights
         self.average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         if resume:
@@ -254,6 +256,8 @@ class Trainer:
                                f"good checkpoint is {self.work_dir / 'last.pt'}")
 
     def _forward(self, batch: dict) -> tuple[dict, dict]:
+        for norm in self._frozen_norms:  # again each step: validation puts the model back in train mode
+            norm.eval()
         images = batch["images"].to(self.device, non_blocking=True)
         targets = [t.to(self.device, non_blocking=True) for t in batch["targets"]]
         with autocast(self.device, self.cfg.amp):
