@@ -4,7 +4,9 @@
 
 Times the model's forward for one 256x256 frame (batch 1) with N = 0 and N = 20 track queries,
 eager and with CUDA graphs (``torch.cuda.graphs``: the whole step captured once per N, replayed),
-and prints ms/frame for each.
+and prints ms/frame for each. Then the runtime's own path, ``TorchBackend.step`` (numpy in,
+numpy out, as ``Tracker.from_checkpoint(..., device="cuda")`` runs it): eager against its CUDA
+graphs (one graph per track-query count), same feeds, with the largest output difference.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 
 from pavenet.model.checkpoint import checkpoint_config, load_checkpoint
@@ -56,6 +59,37 @@ def main() -> None:
             except RuntimeError as exc:  # a host-to-device copy inside the step cannot be captured
                 replay = f"not capturable ({str(exc).splitlines()[0][:80]})"
         print(f"N={n:2d} track queries: eager {eager:.2f} ms/frame, CUDA graph {replay}")
+    backend_times(args.checkpoint, args.iters)
+
+
+def backend_times(path: str, iters: int) -> None:
+    """TorchBackend.step eager vs CUDA graphs on the same random feeds: ms/frame and max |diff|."""
+    from pavenet.backends import TorchBackend
+
+    eager = TorchBackend(path, device="cuda", cuda_graphs=False)
+    graphs = TorchBackend(path, device="cuda")
+    cfg = eager.info.config
+    rng = np.random.default_rng(0)
+    for n in (0, 5, 20):
+        feeds = {
+            "image": rng.integers(0, 256, (1, cfg.input_height, cfg.input_width, 3), dtype=np.uint8),
+            "track_queries": rng.standard_normal((1, n, cfg.d_model), dtype=np.float32),
+            "track_keypoints": rng.uniform(0.2, 0.8, (1, n, cfg.num_keypoints, 2)).astype(np.float32),
+            "prev_tokens": rng.standard_normal((1, eager.info.num_tokens, cfg.d_model), dtype=np.float32),
+            "prev_valid": np.ones(1, np.float32),
+        }
+        a, b = eager.step(feeds), graphs.step(feeds)
+        diff = max(float(np.abs(a[k] - b[k]).max()) for k in a)
+        times = []
+        for backend in (eager, graphs):
+            for _ in range(5):
+                backend.step(feeds)
+            t = time.perf_counter()
+            for _ in range(iters):
+                backend.step(feeds)
+            times.append((time.perf_counter() - t) / iters * 1000)
+        print(f"TorchBackend.step N={n:2d}: eager {times[0]:.2f} ms/frame, CUDA graphs {times[1]:.2f} ms/frame "
+              f"({times[0] / times[1]:.1f}x), max |diff| {diff:.1e}")
 
 
 def graph_time(step, iters: int) -> float:

@@ -80,9 +80,11 @@ class Tracker:
         return cls(backend, backend.info.thresholds.override(**thresholds), smooth)
 
     @classmethod
-    def from_checkpoint(cls, path, device: str = "auto", smooth: bool = False, **thresholds) -> Tracker:
-        """Track with a training checkpoint in PyTorch (same logic as the ONNX path)."""
-        backend = TorchBackend(path, device)
+    def from_checkpoint(cls, path, device: str = "auto", smooth: bool = False, cuda_graphs: bool = True,
+                        **thresholds) -> Tracker:
+        """Track with a training checkpoint in PyTorch (same logic as the ONNX path); on CUDA the step
+        is replayed as CUDA graphs unless ``cuda_graphs`` is False."""
+        backend = TorchBackend(path, device, cuda_graphs)
         return cls(backend, backend.info.thresholds.override(**thresholds), smooth)
 
     @property

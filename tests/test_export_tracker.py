@@ -3,7 +3,9 @@
 import json
 import subprocess
 import sys
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -428,3 +430,67 @@ def _first_frame(model, inputs):
     image, tq, tk = inputs[:3]
     tokens = model.encode(image.permute(0, 3, 1, 2).float())
     return tokens, model.window_tokens(tokens, [tokens]), tq, tk
+
+
+class _FakeCuda:
+    """torch.cuda's graph API on the CPU: a 'graph' re-runs what was called during its capture and
+    writes the results into the captured outputs, as a replayed CUDA graph writes its static outputs."""
+
+    def __init__(self):
+        self.captures, self.capturing = 0, None
+
+    def graph_pool_handle(self):
+        return object()
+
+    def Stream(self):
+        return SimpleNamespace(wait_stream=lambda stream: None)
+
+    def stream(self, stream):
+        return nullcontext()
+
+    current_stream = Stream
+
+    def CUDAGraph(self):
+        return SimpleNamespace(replay=None)
+
+    @contextmanager
+    def graph(self, graph, pool=None):
+        self.captures, self.capturing = self.captures + 1, graph
+        yield
+        self.capturing = None
+
+def test_cuda_graph_step_captures_once_per_track_count_and_replays_new_inputs(tiny_files):
+    from pavenet.backends import TorchBackend, _GraphedStep
+    from pavenet.contract import INPUTS
+
+    backend = TorchBackend(tiny_files["ckpt"], device="cpu")
+    cuda = _FakeCuda()
+
+    def module(*args):  # the step, recorded into the graph being captured
+        outs = backend.step_module(*args)
+        if cuda.capturing is not None:
+            cuda.capturing.replay = lambda: [o.copy_(n) for o, n in zip(outs, backend.step_module(*args))]
+        return outs
+
+    graphed = _GraphedStep(module, SimpleNamespace(cuda=cuda), torch.device("cpu"), max_graphs=2)
+    info, rng = backend.info, np.random.default_rng(0)
+
+    def feeds(n):
+        cfg = info.config
+        return {"image": rng.integers(0, 256, (1, cfg.input_height, cfg.input_width, 3), dtype=np.uint8),
+                "track_queries": rng.standard_normal((1, n, cfg.d_model), dtype=np.float32),
+                "track_keypoints": rng.uniform(0.2, 0.8, (1, n, cfg.num_keypoints, 2)).astype(np.float32),
+                "prev_tokens": rng.standard_normal((1, info.num_tokens, cfg.d_model), dtype=np.float32),
+                "prev_valid": np.ones(1, np.float32)}
+
+    def check(f):
+        with torch.no_grad():
+            got = [o.numpy().copy() for o in graphed([torch.from_numpy(f[k]) for k in INPUTS])]
+        want = backend.step(f)
+        for g, w in zip(got, want.values()):
+            np.testing.assert_allclose(g, w, atol=1e-5)
+
+    for n, captures in ((2, 1), (2, 1), (0, 2), (2, 2), (0, 2), (5, 2)):  # 5: past max_graphs, eager
+        check(feeds(n))
+        assert cuda.captures == captures
+    assert sorted(graphed.graphs) == [0, 2]
