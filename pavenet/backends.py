@@ -131,7 +131,6 @@ class TorchBackend:
             raise PavenetError("Tracker.from_checkpoint needs PyTorch; use an ONNX export instead") from None
         from pavenet.model.checkpoint import checkpoint_config, load_checkpoint
         from pavenet.model.pavenet import build_model
-        from pavenet.model.step import StreamingStep
 
         state = load_checkpoint(path)
         cfg = checkpoint_config(state, path)
@@ -143,15 +142,32 @@ class TorchBackend:
         except RuntimeError as exc:
             raise PavenetError(f"{path}: weights do not fit the stored model config ({str(exc)[:120]})") from None
         use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-        self.device = torch.device("cuda" if use_cuda else "cpu")
+        thresholds = TrackerThresholds().override(**state.get("tracker_thresholds", {}))  # set by tuning
+        self._wrap(model.to(torch.device("cuda" if use_cuda else "cpu")), thresholds, cuda_graphs)
+
+    @classmethod
+    def from_model(cls, model, thresholds: TrackerThresholds) -> TorchBackend:
+        """Around a causal-window PAVENet already in memory, on its device, sharing its weights
+        (training's tracker validation); eager, no CUDA graphs (the weights change between calls)."""
+        self = cls.__new__(cls)
+        self._wrap(model, thresholds, cuda_graphs=False)
+        return self
+
+    def _wrap(self, model, thresholds: TrackerThresholds, cuda_graphs: bool) -> None:
+        import torch
+
+        from pavenet.model.step import StreamingStep
+
+        cfg = model.cfg
+        self.device = next(model.parameters()).device
         self.provider = "torch-" + self.device.type
         self.torch = torch
-        self.step_module = StreamingStep(model).eval().to(self.device)
-        self.graphed = _GraphedStep(self.step_module, torch, self.device) if use_cuda and cuda_graphs else None
+        self.step_module = StreamingStep(model).eval()
+        use_graphs = self.device.type == "cuda" and cuda_graphs
+        self.graphed = _GraphedStep(self.step_module, torch, self.device) if use_graphs else None
         if self.graphed is not None:
             self.provider += "-graphs"
         n_tok = sum((cfg.input_width // s) * (cfg.input_height // s) for s in cfg.strides)
-        thresholds = TrackerThresholds().override(**state.get("tracker_thresholds", {}))  # set by tuning
         self.info = ModelInfo(cfg, get_layout(cfg.layout), thresholds, n_tok)
 
     def step(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

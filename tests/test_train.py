@@ -387,3 +387,57 @@ def test_reusing_value_projections_keeps_losses_and_gradients():
     for n in grad_a:
         torch.testing.assert_close(grad_b[n], grad_a[n], atol=1e-5, rtol=1e-4, msg=n)
     assert all(m.value_cache is None for m in step.modules() if hasattr(m, "value_cache")), "caches dropped"
+
+
+TRACK_KEYS = {"track_ap", "track_mota", "track_idf1", "track_switches", "track_mean"}
+
+
+def test_tracker_validation_logs_tracking_and_keeps_the_best_and_the_thresholds(tmp_path):
+    from export.onnx_export import set_thresholds
+    from pavenet.contract import TrackerThresholds
+
+    first = tmp_path / "first"
+    assert train_main(_args(first, "--epochs", "1", "--iters-per-epoch", "1")) == 0
+    tuned = TrackerThresholds().override(new_track_thr=0.05, keep_thr=0.05, keypoint_thr=0.1)
+    set_thresholds(first / "last.pt", tuned)  # as pavenet-eval --tune stores them
+    work = tmp_path / "run"
+    assert train_main(_args(work, "--epochs", "2", "--iters-per-epoch", "2", "--load-from", str(first / "last.pt"),
+                            "--set", "val_track_videos=1", "--set", "val_track_frames=6")) == 0
+    val = _log(work, "val")
+    assert len(val) == 2 and all(TRACK_KEYS <= set(v) for v in val)
+    for v in val:
+        assert v["track_mean"] == pytest.approx((v["track_ap"] + v["track_mota"] + v["track_idf1"]) / 3)
+    best = torch.load(work / "best.pt", weights_only=True)
+    assert best["best"] == pytest.approx(max(v["track_mean"] for v in val)), "best.pt is the best tracker"
+    assert TrackerThresholds().override(**best["tracker_thresholds"]) == tuned, "thresholds travel on"
+
+
+def test_tracker_validation_scores_what_pavenet_eval_scores(tmp_path):
+    """The validator around the in-memory model = the runtime's tracker on the saved checkpoint."""
+    from pavenet.contract import TrackerThresholds
+    from pavenet.model.checkpoint import load_checkpoint
+    from pavenet.tracker import Tracker
+    from training.evaluation.track_eval import run_tracker, score
+    from training.loop.validation import TrackValidator
+
+    work = tmp_path / "run"
+    assert train_main(_args(work, "--epochs", "1", "--iters-per-epoch", "2")) == 0
+    thr = TrackerThresholds().override(new_track_thr=0.02, keep_thr=0.02, keypoint_thr=0.05)
+    validator = TrackValidator("synthetic", 1, 8, thr)
+    model = build_model(_checkpoint_config(work / "last.pt"))
+    model.load_state_dict(load_checkpoint(work / "last.pt")["model"])
+    model.train()
+    got = validator(model)
+    assert model.training, "the model goes back to training mode"
+    results, _ = run_tracker(Tracker.from_checkpoint(work / "last.pt", "cpu", **vars(thr)), iter(validator.videos),
+                             progress=False)
+    want = score(results, thr.keypoint_thr)
+    assert sum(len(p.track_ids) for _, preds in results for p in preds) > 0, "the check sees poses"
+    assert got["track_ap"] == pytest.approx(want["ap"]) and got["track_mota"] == pytest.approx(want["mota"])
+    assert got["track_idf1"] == pytest.approx(want["idf1"]) and got["track_switches"] == want["id_switches"]
+
+
+def _checkpoint_config(path):
+    from pavenet.model.checkpoint import checkpoint_config, load_checkpoint
+
+    return checkpoint_config(load_checkpoint(path), path)

@@ -73,6 +73,13 @@ class TrainConfig:
         log_interval: steps per log line; ckpt_interval: steps between ``last.pt`` saves;
             keep_checkpoints: how many ``epoch_N.pt`` files to keep.
         val_clips: validation clips (synthetic val split / the dataset's val split).
+        val_track_videos, val_track_frames: with ``val_track_videos`` > 0, every validation also
+            runs the runtime's tracker (streaming step, track rules, the ``--load-from``
+            checkpoint's tuned thresholds or the defaults) over this many whole val videos of
+            this many frames (synthetic: the mixed suite's val split, as ``pavenet-eval --split
+            val``; PoseTrack: its val folder), logs ``track_ap`` / ``track_mota`` / ``track_idf1``
+            / ``track_switches`` / ``track_mean``, and ``best.pt`` is the best ``track_mean``
+            (mean of AP, MOTA and IDF1) instead of the best per-frame F1. 0 = off.
         workers: data-loading processes per training process.
         seed: seeds model initialisation and the sample stream.
         amp: bfloat16 mixed precision on CUDA and on CPUs that compute bf16 natively (AVX512-BF16,
@@ -132,6 +139,8 @@ class TrainConfig:
     ckpt_interval: int = 200
     keep_checkpoints: int = 2
     val_clips: int = 48
+    val_track_videos: int = 0
+    val_track_frames: int = 100
     workers: int = 1
     seed: int = 0
     amp: bool = True

@@ -10,7 +10,7 @@ import math
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -19,9 +19,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from pavenet.contract import TrackerThresholds
 from pavenet.errors import PavenetError
 from pavenet.layouts import get_layout
 from pavenet.model.attention import WindowDeformableAttention, spread_offsets
+from pavenet.model.checkpoint import load_checkpoint
 from pavenet.model.config import ModelConfig
 from pavenet.model.pavenet import build_model, param_groups
 from pavenet.synth import SynthConfig
@@ -35,7 +37,7 @@ from training.loop.diagnosis import Diagnoser, DiagnosisConfig
 from training.loop.logbook import IntervalMeter, RunLog
 from training.loop.sequence import TrainStep
 from training.loop.stop import StopRequest, ignore_stop_signals
-from training.loop.validation import Validator
+from training.loop.validation import TrackValidator, Validator
 from training.objective.criterion import LossConfig, SetCriterion
 from training.objective.tracking import TrackRules
 
@@ -139,7 +141,16 @@ class Trainer:
                                      cfg.seed, aug)
         val_set = ClipDataset(build_source(cfg.data, "val", 0, synth), 1, model_cfg.input_width,
                               model_cfg.input_height, 12345, None, size=cfg.val_clips)
-        self.validator = Validator(val_set, criterion.sigmas, self.device, cfg.batch_size, best)
+        # tuned tracker thresholds travel with the weights: kept from --load-from / --resume
+        stored = load_checkpoint(resume or load_from).get("tracker_thresholds") if (resume or load_from) else None
+        self.thresholds = TrackerThresholds().override(**stored) if stored else None
+        tracks = None
+        if cfg.val_track_videos > 0 and self.dist.main:
+            if model_cfg.window == "centred":
+                raise PavenetError("val_track_videos runs the streaming tracker: it needs window=causal or current")
+            tracks = TrackValidator(cfg.data, cfg.val_track_videos, cfg.val_track_frames,
+                                    self.thresholds or TrackerThresholds())
+        self.validator = Validator(val_set, criterion.sigmas, self.device, cfg.batch_size, best, tracks)
         self.checkpoints = RunCheckpoints(self.work_dir, self.dist.main, cfg.keep_checkpoints)
         self.log: RunLog | None = None  # opened by train()
         self._bad_steps = 0
@@ -163,6 +174,7 @@ class Trainer:
             "step": self.step, "epoch": self.step // self.cfg.iters_per_epoch, "best": self.best,
             "rng": rng, "model_config": self.model_cfg.to_dict(), "train_config": self.cfg.to_dict(),
             "layout": self.layout.to_json(),
+            **({"tracker_thresholds": asdict(self.thresholds)} if self.thresholds else {}),
         }
 
     def save(self, name: str) -> Path:
