@@ -41,6 +41,7 @@ class TrackValidator:
         from pavenet.backends import TorchBackend
         from pavenet.tracker import Tracker
         from training.evaluation.track_eval import run_tracker, score
+        from training.evaluation.tune import objective
 
         was_training = model.training
         try:
@@ -51,7 +52,7 @@ class TrackValidator:
             model.train(was_training)
         m = score(results, self.thresholds.keypoint_thr)
         return {"track_ap": m["ap"], "track_mota": m["mota"], "track_idf1": m["idf1"],
-                "track_switches": m["id_switches"], "track_mean": (m["ap"] + m["mota"] + m["idf1"]) / 3}
+                "track_switches": m["id_switches"], "track_mean": objective(m)}
 
 
 class Validator:
