@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from pavenet.layouts import COCO17
 from pavenet.model.pavenet import build_model
 from pavenet.synth import SynthConfig
 from tests.test_model import TINY
+from training.config import TrainConfig
 from training.data.dataset import ClipDataset, SyntheticSource, collate
 from training.objective.criterion import SetCriterion
 from training.objective.tracking import TrackBatch
@@ -441,3 +443,20 @@ def _checkpoint_config(path):
     from pavenet.model.checkpoint import checkpoint_config, load_checkpoint
 
     return checkpoint_config(load_checkpoint(path), path)
+
+
+def test_schedule_minutes_ends_the_cosine_at_the_time_budget():
+    from training.loop.trainer import lr_factor
+
+    steps = TrainConfig(epochs=10, iters_per_epoch=100, warmup_iters=10)
+    timed = replace(steps, schedule_minutes=8.0)
+    # Step-based progress alone: half-way through the steps is half the lr (plus the floor).
+    assert lr_factor(505, steps, minutes=7.9) == pytest.approx(0.505, abs=1e-3)
+    # With the time budget: the larger progress wins, so lr is near its floor at 7.9 of 8 minutes ...
+    assert lr_factor(505, timed, minutes=7.9) < 0.02
+    assert lr_factor(505, timed, minutes=8.5) == pytest.approx(0.01)
+    # ... and a fast machine still follows its steps.
+    assert lr_factor(1000, timed, minutes=1.0) == pytest.approx(0.01)
+    assert lr_factor(5, timed, minutes=7.9) == lr_factor(5, steps)  # warm-up is by steps
+    with pytest.raises(PavenetError):
+        replace(steps, schedule_minutes=-1.0)

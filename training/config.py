@@ -22,6 +22,9 @@ class TrainConfig:
             by ``--backbone-weights`` and ``--load-from``; a backbone trained from scratch needs full lr).
         schedule: ``cosine`` or ``step`` (x0.1 at each epoch of ``lr_drop``, comma-separated).
         warmup_iters: linear warm-up steps.
+        schedule_minutes: the cosine also runs over this many minutes of this invocation (its
+            progress is the larger of steps done and minutes used), so a time-boxed run
+            (``--max-minutes``) ends at its lowest lr whatever the machine's speed. 0 = steps only.
         clip_grad: max gradient norm (0 disables); grad_norm is logged before clipping.
         seq_length: frames per training clip, processed in order; each frame gets the previous
             frame's track queries.
@@ -112,6 +115,7 @@ class TrainConfig:
     schedule: str = "cosine"
     lr_drop: str = "10"
     warmup_iters: int = 100
+    schedule_minutes: float = 0.0
     clip_grad: float = 0.1
     ema_decay: float = 0.0
     freeze_bn_stats: bool = False
@@ -162,6 +166,8 @@ class TrainConfig:
     tensorboard: bool = False
 
     def __post_init__(self) -> None:
+        if self.schedule_minutes < 0:
+            raise PavenetError("schedule_minutes must be >= 0")
         if self.schedule not in ("cosine", "step"):
             raise PavenetError("schedule must be 'cosine' or 'step'")
         if min(self.epochs, self.iters_per_epoch, self.batch_size, self.accumulate, self.seq_length) < 1:

@@ -56,12 +56,15 @@ def build_criterion(model_cfg: ModelConfig, cfg: TrainConfig) -> SetCriterion:
                         model_cfg.side_pairs)
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Multiplier of the base lr at optimizer step ``step`` (warm-up, then cosine or steps)."""
+def lr_factor(step: int, cfg: TrainConfig, minutes: float = 0.0) -> float:
+    """Multiplier of the base lr at optimizer step ``step`` (warm-up, then cosine or steps);
+    ``minutes`` used so far count towards the cosine when ``cfg.schedule_minutes`` is set."""
     if step < cfg.warmup_iters:
         return 0.001 + 0.999 * step / cfg.warmup_iters
     if cfg.schedule == "cosine":
         progress = (step - cfg.warmup_iters) / max(cfg.total_steps - cfg.warmup_iters, 1)
+        if cfg.schedule_minutes > 0:
+            progress = max(progress, minutes / cfg.schedule_minutes)
         return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
     epoch = step // cfg.iters_per_epoch
     return 0.1 ** sum(epoch >= e for e in cfg.drop_epochs)
@@ -110,6 +113,7 @@ class Trainer:
         # step with the default implementation, all of the step's syncs but the grad-norm check)
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        self._t_start = time.perf_counter()  # reset when training starts; schedule_minutes counts from it
         self.step, best = 0, -1.0
         if load_from:
             message = load_weights(load_from, model, criterion, model_cfg, cfg.init_partial)
@@ -193,7 +197,8 @@ class Trainer:
         return metrics
 
     def _loop(self, max_minutes: float, stop: StopRequest) -> dict:
-        deadline = time.perf_counter() + 60 * max_minutes if max_minutes > 0 else float("inf")
+        self._t_start = time.perf_counter()
+        deadline = self._t_start + 60 * max_minutes if max_minutes > 0 else float("inf")
         self._open_run()
         cfg, metrics = self.cfg, {}
         meter, t_last = IntervalMeter(), time.perf_counter()
@@ -240,8 +245,9 @@ class Trainer:
         meter.add_micro(losses, diag, data_time)
         if not sync:
             return False
+        minutes = (time.perf_counter() - self._t_start) / 60
         for g, base in zip(self.optimizer.param_groups, self.base_lrs):
-            g["lr"] = base * lr_factor(self.step, self.cfg)
+            g["lr"] = base * lr_factor(self.step, self.cfg, minutes)
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         clip = self.cfg.clip_grad if self.cfg.clip_grad > 0 else 1e12
         # The one host sync of a step: a non-finite loss makes a non-finite gradient norm.
