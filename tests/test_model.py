@@ -1,5 +1,7 @@
+import pytest
 import torch
 
+from pavenet.errors import PavenetError
 from pavenet.model.attention import ms_deform_attn
 from pavenet.model.backbone import ResNet
 from pavenet.model.config import ModelConfig
@@ -119,3 +121,37 @@ def test_keypoint_confidence_is_relative_to_the_pose_size_for_whole_image_sigmas
     assert c_small.shape == (1, 17) and bool((c_large > c_small).all())
     assert torch.allclose(keypoint_confidence(small, sigma, True), torch.full((1, 17), 0.98))
     assert bool(((c_small > 0) & (c_small <= 1)).all())
+
+
+def test_stride8_blocks_grow_a_trained_model_without_changing_its_output(tmp_path):
+    """Residual blocks added at stride 8 start as the identity: a checkpoint with one block,
+    loaded with ``init_partial`` into a model with three, gives the same outputs; the new
+    blocks are real parameters that training then moves."""
+    from pavenet.model.checkpoint import save_checkpoint
+    from training.config import TrainConfig
+    from training.loop.checkpoints import load_weights
+    from training.loop.trainer import build_criterion
+
+    torch.manual_seed(0)
+    small = build_model(TINY)
+    with torch.no_grad():  # trained-looking BatchNorm statistics, not the defaults
+        for m in small.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0)
+    path = tmp_path / "small.pt"
+    crit = build_criterion(TINY, TrainConfig())
+    save_checkpoint(path, {"model_config": TINY.to_dict(), "layout": TINY.layout, "model": small.state_dict(),
+                           "criterion": crit.state_dict()})
+    grown_cfg = TINY.override(stride8_blocks=3)
+    grown = build_model(grown_cfg)
+    message = load_weights(path, grown, build_criterion(grown_cfg, TrainConfig()), grown_cfg, partial=True)
+    assert "initialised" in message
+    assert len(grown.backbone.stage3) == 4 and len(small.backbone.stage3) == 2
+    x = torch.rand(2, 3, 64, 64) * 255
+    small.eval(), grown.eval()
+    with torch.no_grad():
+        a, b = small(x), grown(x)
+    for key in ("scores", "keypoints", "hidden"):
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+    with pytest.raises(PavenetError, match="stride8_blocks"):
+        TINY.override(stride8_blocks=0)

@@ -224,18 +224,19 @@ def test_two_process_ddp_on_cpu(tmp_path):
     assert result.stdout.count("trained ") == 1, "only rank 0 reports"
 
 
-@pytest.mark.parametrize("fine_grid,side_heads,fuse", [(0, False, False), (3, False, False), (0, True, False),
-                                                       (0, False, True)])
-def test_one_step_gives_every_parameter_a_gradient(fine_grid, side_heads, fuse):
+@pytest.mark.parametrize("fine_grid,side_heads,fuse,blocks8", [(0, False, False, 1), (3, False, False, 1),
+                                                               (0, True, False, 1), (0, False, True, 2)])
+def test_one_step_gives_every_parameter_a_gradient(fine_grid, side_heads, fuse, blocks8):
     """No dead heads: one training step on clips with people reaches every trainable parameter of
-    the model and of the criterion's flows (with and without the stride-4 head and side heads, and
-    with the runtime's fusion and re-seat in the hand-over)."""
+    the model and of the criterion's flows (with and without the stride-4 head and side heads, with
+    the runtime's fusion and re-seat in the hand-over, and with an identity-initialised stride-8
+    block)."""
     from training.config import TrainConfig
     from training.loop.sequence import TrainStep
     from training.loop.trainer import build_criterion
 
     torch.manual_seed(0)
-    cfg = TINY.override(num_queries=8, fine_grid=fine_grid, side_heads=side_heads)
+    cfg = TINY.override(num_queries=8, fine_grid=fine_grid, side_heads=side_heads, stride8_blocks=blocks8)
     handover = {"track_fuse_dist": 0.5, "track_reseat_dist": 0.5} if fuse else {}
     train = TrainConfig(seq_length=3, grad_frames=2, track_drop=0.0, track_reset=0.0, **handover)
     step = TrainStep(build_model(cfg), build_criterion(cfg, train), train.grad_frames).train()

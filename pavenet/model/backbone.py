@@ -148,13 +148,20 @@ class LightBackbone(nn.Module):
 
     forward: [B, 3, H, W] -> [C3 [B, 64w, H/8, W/8], C4 [B, 128w, H/16, ..], C5 [B, 192w, H/32, ..]]
     (``with_fine``: also the stem's output [B, 32w, H/4, W/4] first).
+
+    ``stride8_blocks`` residual blocks refine the stride-8 map (the finest level the decoder
+    samples). Blocks beyond the first start as the identity (their last BatchNorm scale is 0), so
+    a checkpoint trained with fewer of them continues unchanged with more capacity.
     """
 
-    def __init__(self, width: float = 1.0):
+    def __init__(self, width: float = 1.0, stride8_blocks: int = 1):
         super().__init__()
         c = [max(8, int(round(v * width / 8)) * 8) for v in (24, 32, 64, 128, 192)]
         self.stem = nn.Sequential(conv_bn(3, c[0], 2), conv_bn(c[0], c[1], 2))
-        self.stage3 = nn.Sequential(conv_bn(c[1], c[2], 2), _Residual(c[2]))
+        blocks8 = [_Residual(c[2]) for _ in range(stride8_blocks)]
+        for block in blocks8[1:]:
+            nn.init.zeros_(block.body[-1].weight)
+        self.stage3 = nn.Sequential(conv_bn(c[1], c[2], 2), *blocks8)
         self.stage4 = nn.Sequential(conv_bn(c[2], c[3], 2), _Residual(c[3]), _Residual(c[3]))
         self.stage5 = nn.Sequential(conv_bn(c[3], c[4], 2), _Residual(c[4]))
         self.out_channels = (c[2], c[3], c[4])
@@ -168,5 +175,5 @@ class LightBackbone(nn.Module):
         return (c2, feats) if with_fine else feats
 
 
-def build_backbone(name: str, width: float = 1.0, frozen_bn: bool = False) -> nn.Module:
-    return LightBackbone(width) if name == "light" else ResNet(name, frozen_bn)
+def build_backbone(name: str, width: float = 1.0, frozen_bn: bool = False, stride8_blocks: int = 1) -> nn.Module:
+    return LightBackbone(width, stride8_blocks) if name == "light" else ResNet(name, frozen_bn)

@@ -29,6 +29,9 @@ class ModelConfig:
         backbone: ``light`` (CPU real-time) or ``resnet18|34|50`` (torchvision-compatible keys).
         backbone_width: channel multiplier of the light backbone.
         frozen_bn: freeze backbone BatchNorm statistics (use with pretrained weights).
+        stride8_blocks: residual blocks on the light backbone's stride-8 map (the finest level
+            the decoder samples); blocks added to a trained model start as the identity, so it
+            grows from a checkpoint with ``init_partial`` without changing its output.
         d_model: width D of the transformer.
         num_heads: attention heads.
         ffn_dim: hidden width of feed-forward blocks.
@@ -77,6 +80,7 @@ class ModelConfig:
     backbone: str = "light"
     backbone_width: float = 1.0
     frozen_bn: bool = False
+    stride8_blocks: int = 1
     d_model: int = 128
     num_heads: int = 4
     ffn_dim: int = 512
@@ -103,6 +107,8 @@ class ModelConfig:
         problems = []
         if self.backbone not in BACKBONES:
             problems.append(f"backbone must be one of {BACKBONES}")
+        if self.stride8_blocks < 1 or (self.stride8_blocks != 1 and self.backbone != "light"):
+            problems.append("stride8_blocks must be >= 1 and applies to the light backbone only")
         if self.d_model % self.num_heads:
             problems.append("d_model must be divisible by num_heads")
         if not 1 <= self.encoder_levels <= self.num_levels or self.num_levels not in (3, 4):

@@ -70,7 +70,7 @@ class PAVENet(nn.Module):
         super().__init__()
         self.cfg = cfg
         d, k = cfg.d_model, cfg.num_keypoints
-        self.backbone = build_backbone(cfg.backbone, cfg.backbone_width, cfg.frozen_bn)
+        self.backbone = build_backbone(cfg.backbone, cfg.backbone_width, cfg.frozen_bn, cfg.stride8_blocks)
         chans = self.backbone.out_channels
         self.neck = nn.ModuleList(
             nn.Sequential(nn.Conv2d(c, d, 1), nn.GroupNorm(min(32, d // 4), d)) for c in chans)
