@@ -158,10 +158,11 @@ class LightBackbone(nn.Module):
         super().__init__()
         c = [max(8, int(round(v * width / 8)) * 8) for v in (24, 32, 64, 128, 192)]
         self.stem = nn.Sequential(conv_bn(3, c[0], 2), conv_bn(c[0], c[1], 2))
+        down8 = conv_bn(c[1], c[2], 2)  # created first: the same random initialisation as before the option
         blocks8 = [_Residual(c[2]) for _ in range(stride8_blocks)]
         for block in blocks8[1:]:
             nn.init.zeros_(block.body[-1].weight)
-        self.stage3 = nn.Sequential(conv_bn(c[1], c[2], 2), *blocks8)
+        self.stage3 = nn.Sequential(down8, *blocks8)
         self.stage4 = nn.Sequential(conv_bn(c[2], c[3], 2), _Residual(c[3]), _Residual(c[3]))
         self.stage5 = nn.Sequential(conv_bn(c[3], c[4], 2), _Residual(c[4]))
         self.out_channels = (c[2], c[3], c[4])
