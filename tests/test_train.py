@@ -461,3 +461,20 @@ def test_schedule_minutes_ends_the_cosine_at_the_time_budget():
     assert lr_factor(5, timed, minutes=7.9) == lr_factor(5, steps)  # warm-up is by steps
     with pytest.raises(PavenetError):
         replace(steps, schedule_minutes=-1.0)
+
+
+def test_fast_params_train_at_their_own_lr(tmp_path):
+    """``fast_params`` puts the named parameters (here a grown stride-8 block) in their own AdamW
+    group at lr x fast_lr_factor; the rest keep theirs; a prefix that names nothing is refused."""
+    from training.loop.trainer import Trainer
+
+    cfg = TrainConfig(epochs=1, iters_per_epoch=1, batch_size=1, seq_length=2, grad_frames=1, workers=0,
+                      val_clips=1, lr=1e-4, fast_params="backbone.stage3.2.", fast_lr_factor=10.0)
+    trainer = Trainer(TINY.override(stride8_blocks=2), cfg, tmp_path / "run", device="cpu", progress=False)
+    groups = {g["name"]: g for g in trainer.optimizer.param_groups}
+    assert groups["fast"]["lr"] == pytest.approx(1e-3) and groups["main"]["lr"] == pytest.approx(1e-4)
+    block = {id(p) for p in trainer.step_module.model.backbone.stage3[2].parameters()}
+    assert {id(p) for p in groups["fast"]["params"]} == block
+    assert not block & {id(p) for g in trainer.optimizer.param_groups if g["name"] != "fast" for p in g["params"]}
+    with pytest.raises(PavenetError, match="fast_params"):
+        Trainer(TINY, replace(cfg, fast_params="nothing."), tmp_path / "run2", device="cpu", progress=False)

@@ -97,6 +97,9 @@ class TrainConfig:
         train_only: comma-separated name prefixes of the model parameters to train (e.g.
             ``refiner.fine.`` to fit a new stride-4 head on a trained model); the others stay fixed
             (BatchNorm statistics still update). Empty = train everything.
+        fast_params, fast_lr_factor: comma-separated name prefixes of model parameters that train
+            at ``lr x fast_lr_factor`` (e.g. ``backbone.stage3.2.,backbone.stage3.3.`` for blocks
+            added by ``stride8_blocks`` to a trained model, which open too slowly at its lr).
         synth_width, synth_height, synth_max_people: synthetic frame size and crowd size.
         diag_*: thresholds of the live diagnosis (:class:`training.loop.diagnosis.DiagnosisConfig`);
             diag_memory_mb 0 = 20 GB or 90 % of the device, whichever is smaller.
@@ -152,6 +155,8 @@ class TrainConfig:
     init_partial: bool = False
     spread_offsets: float = 0.0
     train_only: str = ""
+    fast_params: str = ""
+    fast_lr_factor: float = 10.0
     synth_width: int = 320
     synth_height: int = 240
     synth_max_people: int = 10
@@ -166,6 +171,8 @@ class TrainConfig:
     tensorboard: bool = False
 
     def __post_init__(self) -> None:
+        if self.fast_lr_factor <= 0:
+            raise PavenetError("fast_lr_factor must be positive")
         if self.schedule_minutes < 0:
             raise PavenetError("schedule_minutes must be >= 0")
         if self.schedule not in ("cosine", "step"):

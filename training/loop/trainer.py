@@ -70,6 +70,21 @@ def lr_factor(step: int, cfg: TrainConfig, minutes: float = 0.0) -> float:
     return 0.1 ** sum(epoch >= e for e in cfg.drop_epochs)
 
 
+def split_fast_group(model: torch.nn.Module, groups: list[dict], prefixes: str, lr: float) -> dict:
+    """Move the parameters whose name starts with one of the comma-separated ``prefixes`` out
+    of ``groups`` into a new AdamW group at ``lr`` (``fast_params``), which it returns."""
+    names = tuple(p.strip() for p in prefixes.split(",") if p.strip())
+    fast = {id(p) for n, p in model.named_parameters() if n.startswith(names) and p.requires_grad}
+    if not fast:
+        raise PavenetError(f"fast_params={prefixes!r} matches no trainable model parameter (names look like "
+                           f"{', '.join(n for n, _ in list(model.named_parameters())[:3])}, ...)")
+    moved = []
+    for g in groups:
+        moved += [p for p in g["params"] if id(p) in fast]
+        g["params"] = [p for p in g["params"] if id(p) not in fast]
+    return {"params": moved, "lr": lr, "weight_decay": groups[0]["weight_decay"], "name": "fast"}
+
+
 def freeze_except(model: torch.nn.Module, prefixes: str) -> None:
     """Keep every model parameter fixed but those whose name starts with one of the
     comma-separated ``prefixes`` (``train_only``)."""
@@ -108,6 +123,8 @@ class Trainer:
         groups = param_groups(model, cfg.lr, cfg.weight_decay, cfg.low_lr_factor,
                               pretrained_backbone=cfg.pretrained_backbone)
         groups[0]["params"] += list(criterion.parameters())
+        if cfg.fast_params:
+            groups.append(split_fast_group(model, groups, cfg.fast_params, cfg.lr * cfg.fast_lr_factor))
         groups = [g for g in groups if g["params"]]
         # fused: one kernel for all parameters and no per-parameter ``step.item()`` (517 host syncs per
         # step with the default implementation, all of the step's syncs but the grad-norm check)
