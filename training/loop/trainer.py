@@ -70,14 +70,21 @@ def lr_factor(step: int, cfg: TrainConfig, minutes: float = 0.0) -> float:
     return 0.1 ** sum(epoch >= e for e in cfg.drop_epochs)
 
 
-def split_fast_group(model: torch.nn.Module, groups: list[dict], prefixes: str, lr: float) -> dict:
-    """Move the parameters whose name starts with one of the comma-separated ``prefixes`` out
-    of ``groups`` into a new AdamW group at ``lr`` (``fast_params``), which it returns."""
+def params_named(model: torch.nn.Module, prefixes: str, option: str) -> set[int]:
+    """ids of the model parameters whose name starts with one of the comma-separated
+    ``prefixes``; a one-line error naming ``option`` when there are none."""
     names = tuple(p.strip() for p in prefixes.split(",") if p.strip())
-    fast = {id(p) for n, p in model.named_parameters() if n.startswith(names) and p.requires_grad}
-    if not fast:
-        raise PavenetError(f"fast_params={prefixes!r} matches no trainable model parameter (names look like "
+    found = {id(p) for n, p in model.named_parameters() if names and n.startswith(names)}
+    if not found:
+        raise PavenetError(f"{option}={prefixes!r} matches no model parameter (names look like "
                            f"{', '.join(n for n, _ in list(model.named_parameters())[:3])}, ...)")
+    return found
+
+
+def split_fast_group(model: torch.nn.Module, groups: list[dict], prefixes: str, lr: float) -> dict:
+    """Move the parameters named by ``prefixes`` (``fast_params``) out of ``groups`` into a new
+    AdamW group at ``lr``, which it returns."""
+    fast = params_named(model, prefixes, "fast_params")
     moved = []
     for g in groups:
         moved += [p for p in g["params"] if id(p) in fast]
@@ -86,16 +93,10 @@ def split_fast_group(model: torch.nn.Module, groups: list[dict], prefixes: str, 
 
 
 def freeze_except(model: torch.nn.Module, prefixes: str) -> None:
-    """Keep every model parameter fixed but those whose name starts with one of the
-    comma-separated ``prefixes`` (``train_only``)."""
-    names = tuple(p.strip() for p in prefixes.split(",") if p.strip())
-    trained = 0
-    for name, param in model.named_parameters():
-        param.requires_grad_(name.startswith(names))
-        trained += param.requires_grad
-    if not trained:
-        raise PavenetError(f"train_only={prefixes!r} matches no model parameter (names look like "
-                           f"{', '.join(n for n, _ in list(model.named_parameters())[:3])}, ...)")
+    """Keep every model parameter fixed but those named by ``prefixes`` (``train_only``)."""
+    trained = params_named(model, prefixes, "train_only")
+    for param in model.parameters():
+        param.requires_grad_(id(param) in trained)
 
 
 class Trainer:
