@@ -121,3 +121,47 @@ def test_eval_cli_tunes_thresholds_on_val_and_stores_them(tiny_files, tmp_path, 
     assert "val split only" in capsys.readouterr().err
     assert eval_main(["--weights", str(onnx_path), "--write"]) == 2
     assert "--tune" in capsys.readouterr().err
+
+
+def test_eval_cli_compares_two_runs_paired_by_block(tiny_files, tmp_path, capsys):  # noqa: F811
+    import shutil
+
+    from training.evaluation.compare import compare_runs
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    def run(out, seed=3):
+        return eval_main(["--weights", str(tiny_files["onnx"]), "--data", "synthetic:crossing", "--split", "val",
+                          "--videos", "2", "--frames", "5", "--seed", str(seed), "--no-progress", "--out", str(out),
+                          "--set", "new_track_thr=0.0", "--set", "keep_thr=0.0"])
+
+    assert run(a) == 0
+    report = json.loads((a / "report.json").read_text())["results"][0]
+    assert report["keypoint_thr"] == 0.3  # recorded, so a comparison scores joints as the run did
+    shutil.copytree(a, b)
+    # B: the second video's predictions emptied (as if that model had found nobody there).
+    second = b / "predictions" / "synthetic-crossing" / "pavenet" / "crossing-001.json"
+    doc = json.loads(second.read_text())
+    assert doc["annotations"]
+    doc["annotations"] = []
+    second.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert eval_main(["--compare", str(a), str(b), "--block", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "B - A per block of videos: +0.000, " in out and "2 blocks" in out and "compared 1" in out
+    rows = compare_runs(a, b, block=1)
+    row = rows[0]
+    for m in ("ap", "mota", "idf1", "id_switches"):  # stored predictions re-score to the reported numbers
+        assert abs(row["a"][m] - report[m]) < 2e-3, m
+    (a0, b0), (a1, b1) = row["blocks"]
+    assert a0 == b0 and a1 != b1 and abs(row["diff"] - (b1 - a1) / 2) < 1e-9
+    assert row["low"] <= row["diff"] <= row["high"]
+    same = compare_runs(a, a, block=2)[0]
+    assert same["diff"] == 0.0 and same["verdict"] == "one block: no interval"
+    # Runs on different videos, and folders that are not runs, are refused with a clear message.
+    c = tmp_path / "c"
+    assert run(c, seed=4) == 0
+    capsys.readouterr()
+    assert eval_main(["--compare", str(a), str(c)]) == 2
+    assert "differ in seed" in capsys.readouterr().err
+    assert eval_main(["--compare", str(a), str(tmp_path)]) == 2
+    assert "no report.json" in capsys.readouterr().err

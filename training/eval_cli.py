@@ -5,6 +5,8 @@ Examples:
     pavenet-eval --data synthetic:test --data synthetic:crossing --tracker pavenet --tracker baseline
     pavenet-eval --weights runs/my-run/best.pt --data posetrack21:/data/PoseTrack21 --out eval/pt21
     pavenet-eval --weights model.onnx --data synthetic:test --tune --write   # thresholds chosen on val, stored
+    pavenet-eval --split val --videos 48 --seed 6 --out eval/a                 # then the same with --weights b.onnx
+    pavenet-eval --compare eval/a eval/b                                        # paired B - A with a 95 % interval
 
 Metrics (see training/evaluation/metrics.py): OKS keypoint AP/AP50/AP75 (pycocotools); PoseTrack per-joint
 AP at PCKh@0.5 and MOTA (motmetrics, per joint then summed); person-level IDF1 and ID switches
@@ -63,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --tune: store the chosen thresholds as the defaults in the --weights ONNX file (and in "
                         "the .pt checkpoint of the same name beside it, if there is one)")
     p.add_argument("--out", help="folder for report.json and predictions/<data>/<tracker>/*.json (PoseTrack format)")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                   help="instead of running a tracker: compare two earlier --out folders scored on the same videos "
+                        "(paired: B - A of the mean of AP, MOTA and IDF1 per block of videos, with a 95 %% interval)")
+    p.add_argument("--block", type=int, default=8,
+                   help="with --compare: videos per block (default 8, the size of one test suite)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -107,6 +114,14 @@ def _main(argv: list[str] | None) -> int:
         raise PavenetError("--write stores tuned thresholds: use it with --tune")
     if args.tune:
         return _tune(args, datas, thresholds)
+    if args.compare:
+        from training.evaluation.compare import compare_runs, format_comparison
+
+        rows = compare_runs(*args.compare, block=args.block, keypoint_thr=args.keypoint_thr)
+        print(format_comparison(rows, *args.compare))
+        print(f"compared {len(rows)} (data, tracker) row(s): " + "; ".join(
+            f"{r['data']} {r['tracker']} B - A {r['diff']:+.3f} ({r['verdict']})" for r in rows))
+        return 0
     rows, start = [], time.perf_counter()
     for name in dict.fromkeys(trackers):
         tracker = load_tracker(args.weights, args.device, False,
@@ -120,7 +135,8 @@ def _main(argv: list[str] | None) -> int:
                                           count_videos(data, args.videos), not args.no_progress)
             metrics = score(results, kpt_thr)
             label = data if split == ("test" if data.startswith("synthetic") else "val") else f"{data}@{split}"
-            rows.append({"data": label, "tracker": name, **metrics, **timing, "provider": tracker.provider})
+            rows.append({"data": label, "tracker": name, **metrics, **timing, "provider": tracker.provider,
+                         "keypoint_thr": kpt_thr})
             if args.out:
                 write_predictions(results, Path(args.out) / "predictions" / data.replace(":", "-").replace("/", "_")
                                   / name)
