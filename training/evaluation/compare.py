@@ -21,8 +21,9 @@ from pavenet.errors import PavenetError
 from pavenet.layouts import get_layout
 from training.evaluation.metrics import PredFrame
 from training.evaluation.track_eval import iter_videos, score
+from training.evaluation.tune import objective
 
-OBJECTIVE = ("ap", "mota", "idf1")  # what --tune maximises, and what a decision compares
+OBJECTIVE = ("ap", "mota", "idf1")  # the columns of tune.objective, printed beside it
 SAME = ("seed", "split", "videos", "frames")  # report fields that must agree between the two runs
 
 
@@ -60,10 +61,6 @@ def read_predictions(path: Path, frames: int, k: int) -> list[PredFrame]:
         preds.append(PredFrame(np.asarray([a["track_id"] for a in anns], np.int64), kp[..., :2], kp[..., 2],
                                np.asarray([a["score"] for a in anns], np.float32)))
     return preds
-
-
-def _objective(metrics: dict) -> float:
-    return float(np.mean([metrics[m] for m in OBJECTIVE]))
 
 
 def compare_runs(folder_a: str | Path, folder_b: str | Path, block: int = 8,
@@ -108,7 +105,7 @@ def compare_runs(folder_a: str | Path, folder_b: str | Path, block: int = 8,
             raise PavenetError(f"{spec}: no videos")
         pairs = []
         for s in range(0, len(res_a), block):
-            pairs.append((_objective(score(res_a[s:s + block], thr[0])), _objective(score(res_b[s:s + block], thr[1]))))
+            pairs.append((objective(score(res_a[s:s + block], thr[0])), objective(score(res_b[s:s + block], thr[1]))))
         diffs = np.array([b - a for a, b in pairs])
         mean = float(diffs.mean())
         if len(diffs) > 1:
@@ -134,7 +131,7 @@ def format_comparison(rows: list[dict], name_a: str, name_b: str) -> str:
         lines.append("      " + "".join(f"{m.upper():>8}" for m in OBJECTIVE) + "    IDsw  objective")
         for tag, m in (("A", a), ("B", b)):
             lines.append(f"  {tag}   " + "".join(f"{m[x]:8.3f}" for x in OBJECTIVE)
-                         + f"{m['id_switches']:8d}{_objective(m):11.3f}")
+                         + f"{m['id_switches']:8d}{objective(m):11.3f}")
         blocks = ", ".join(f"{pb - pa:+.3f}" for pa, pb in r["blocks"])
         lines.append(f"  B - A per block of videos: {blocks}")
         lines.append(f"  B - A: {r['diff']:+.4f} (95 % interval {r['low']:+.4f} .. {r['high']:+.4f}, "
