@@ -50,7 +50,8 @@ def measure(spec: str, workers: int, batch: int, seconds: float, length: int, in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workers", type=int, default=2, help="data-loading processes (default 2)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="data-loading processes (default 2; 0 = in this process: the rate of one core)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per batch (default 8)")
     parser.add_argument("--seq-length", type=int, default=5, help="frames per clip (default 5, the training default)")
     parser.add_argument("--seconds", type=float, default=20.0, help="time per measurement (default 20)")

@@ -5,7 +5,7 @@ import pytest
 from pavenet.clip import Clip, Frame
 from pavenet.geometry import similarity_matrix
 from pavenet.layouts import COCO17
-from training.data.augment import AugmentConfig, augment_clip, transform_clip
+from training.data.augment import AugmentConfig, ColorJitter, augment_clip, transform_clip
 from training.data.coco import pseudo_clip
 
 
@@ -84,3 +84,23 @@ def test_coco_pseudo_clip_keeps_identities(small_clip):
     last, first = clip.frames[-1], clip.frames[0]
     common = np.intersect1d(last.track_ids, first.track_ids)
     assert len(common) >= 1
+
+
+def test_color_jitter_tables_give_the_pixels_of_float_arithmetic():
+    """The lookup-table jitter equals hue / saturation / contrast / brightness done in floats."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    for _ in range(20):
+        b, c, s = 1 + rng.uniform(-0.3, 0.3, 3)
+        jitter = ColorJitter(brightness=b, contrast=c, saturation=s, hue=rng.uniform(-5, 5))
+        hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV).astype(np.float32)
+        hsv[..., 0] = (hsv[..., 0] + jitter.hue) % 180
+        hsv[..., 1] = np.clip(hsv[..., 1] * s, 0, 255)
+        ref = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR)
+        mean = ref.mean()
+        ref = np.clip((ref.astype(np.float32) - mean) * c + mean * b, 0, 255).astype(np.uint8)
+        out = jitter.apply(image)
+        assert out.dtype == np.uint8 and out.shape == image.shape
+        np.testing.assert_array_equal(out, ref)
+    assert jitter.apply(image) is not image and (jitter.apply(image) != image).any()
+    np.testing.assert_array_equal(ColorJitter().apply(image), image)

@@ -110,3 +110,34 @@ def test_missing_image_is_reported(tmp_path):
     path = _posetrack18_file(tmp_path, [], images=images)
     with pytest.raises(DataError, match="000099.jpg' .* does not exist"):
         read_posetrack(path)
+
+
+def test_mp4_clips_decode_only_their_span_and_equal_a_full_decode(tmp_path):
+    """Training clips seek into the video; every frame equals the one a full decode gives,
+    for clips anywhere in the video (past its first key frames), for frame-by-frame reading,
+    and past the end."""
+    from pavenet.synth import generate_clip
+    from pavenet.video import read_video, read_video_range
+    from tests.conftest import SMALL
+
+    clip = generate_clip(SMALL, "val", 0, 2, 40)
+    path = write_posetrack21(clip, tmp_path, "val", video_id=1, image_format="mp4")
+    seq = read_posetrack(path)
+    video = seq.sources[0][0]
+    full = read_video(video)
+    assert len(full) == len(clip)
+    for start in (0, 3, 17, 29, len(full) - 2):
+        span = read_video_range(video, start, 4)
+        assert len(span) == min(4, len(full) - start)
+        for i, frame in enumerate(span):
+            assert np.array_equal(frame, full[start + i])
+    assert read_video_range(video, len(full) + 5, 3) == []
+    for indices in ([27, 28, 29], [2, 4, 6], [33, 14]):
+        for t, f in zip(indices, seq.clip(indices).frames):
+            assert np.array_equal(f.image, full[t])
+        assert len(seq._video_cache[video]) == max(indices) - min(indices) + 1  # the span, not the video
+    for t in range(len(full)):  # frame by frame, as evaluation reads it
+        assert np.array_equal(seq.load_image(t), full[t])
+    seq.sources[0] = (video, len(full) + 1)
+    with pytest.raises(DataError, match="ends before"):
+        seq.load_image(0)

@@ -25,7 +25,9 @@ import numpy as np
 from pavenet.clip import Clip, Frame
 from pavenet.errors import DataError
 from pavenet.layouts import KeypointLayout, get_layout, layout_from_names
-from pavenet.video import VideoWriter, is_video_path, read_image, read_video, write_image
+from pavenet.video import VideoWriter, is_video_path, read_image, read_video_range, write_image
+
+VIDEO_CHUNK = 25  # frames decoded per seek when a video is read frame by frame
 
 
 @dataclass
@@ -51,17 +53,32 @@ class Sequence:
         path, frame_index = self.sources[index]
         if not is_video_path(path):
             return read_image(path)
-        if path not in self._video_cache:
-            self._video_cache.clear()  # keep one decoded video in memory
-            self._video_cache[path] = read_video(path)
-        frames = self._video_cache[path]
-        if frame_index >= len(frames):
-            raise DataError(path, f"frame {frame_index} requested but the video has {len(frames)} frames")
+        frames = self._video_cache.get(path, {})
+        if frame_index not in frames:  # sequential reading (evaluation) decodes a chunk at a time
+            frames = self._read_video(path, frame_index, frame_index + VIDEO_CHUNK - 1)
+        if frame_index not in frames:
+            raise DataError(path, f"frame {frame_index} requested but the video ends before it")
         return frames[frame_index]
+
+    def _read_video(self, path: Path, first: int, last: int) -> dict[int, np.ndarray]:
+        """Decode frames ``first..last`` of one video into the cache (which holds one video's frames)."""
+        self._video_cache.clear()
+        frames = dict(enumerate(read_video_range(path, first, last - first + 1), first))
+        self._video_cache[path] = frames
+        return frames
 
     def clip(self, indices: list[int] | None = None) -> Clip:
         """The frames at ``indices`` (default: all) with their images loaded."""
         indices = list(range(len(self))) if indices is None else list(indices)
+        wanted: dict[Path, list[int]] = {}
+        for i in indices:
+            path, frame_index = self.sources[i]
+            if is_video_path(path):
+                wanted.setdefault(path, []).append(frame_index)
+        for path, frame_indices in wanted.items():  # one decode of the span a clip needs
+            cached = self._video_cache.get(path, {})
+            if any(f not in cached for f in frame_indices):
+                self._read_video(path, min(frame_indices), max(frame_indices))
         frames = []
         for i in indices:
             f = self.frames[i]
