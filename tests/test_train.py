@@ -478,3 +478,45 @@ def test_fast_params_train_at_their_own_lr(tmp_path):
     assert not block & {id(p) for g in trainer.optimizer.param_groups if g["name"] != "fast" for p in g["params"]}
     with pytest.raises(PavenetError, match="fast_params"):
         Trainer(TINY, replace(cfg, fast_params="nothing."), tmp_path / "run2", device="cpu", progress=False)
+
+
+def test_a_wider_backbone_starts_from_a_narrower_checkpoint_with_the_same_outputs(tmp_path, capsys):
+    """Net2Wider: a light backbone widened from a checkpoint computes what the checkpoint did
+    (eval and train mode), copied channels learn apart, and ``--load-from`` with ``init_partial``
+    widens a narrower checkpoint by itself; narrowing is refused."""
+    from training.loop.widen import light_channels, widen_light_backbone
+
+    torch.manual_seed(0)
+    narrow_cfg = TINY.override(backbone_width=0.5, stride8_blocks=2)
+    wide_cfg = narrow_cfg.override(backbone_width=1.0)
+    narrow = build_model(narrow_cfg)
+    for m in narrow.modules():  # trained-looking BatchNorm statistics and scales
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0), m.weight.data.uniform_(0.5, 1.5)
+    wide = build_model(wide_cfg)
+    wide.load_state_dict(widen_light_backbone(narrow.state_dict(), narrow_cfg, wide_cfg, noise=0.1))
+    assert light_channels(1.0)[2] > light_channels(0.5)[2]
+    images = torch.randint(0, 256, (2, 3, TINY.input_height, TINY.input_width)).float()
+    for train in (False, True):
+        narrow.train(train), wide.train(train)
+        with torch.no_grad():
+            a, b = narrow(images), wide(images)
+        for key in ("scores", "keypoints", "tokens"):
+            torch.testing.assert_close(b[key], a[key], atol=1e-4, rtol=1e-4)
+    wide.train()
+    wide(images)["tokens"].square().mean().backward()
+    grad = wide.backbone.stem[0][0].weight.grad  # [C', 3, 3, 3]: a copied channel and its original differ
+    c_old = light_channels(0.5)[0]
+    first = wide.backbone.stem[0][0].weight[c_old:]
+    orig = [int(torch.nonzero((wide.backbone.stem[0][0].weight[:c_old] == w).all(-1).all(-1).all(-1))[0])
+            for w in first]
+    assert not torch.allclose(grad[c_old:], grad[orig])
+    with pytest.raises(PavenetError, match="narrower"):
+        widen_light_backbone(wide.state_dict(), wide_cfg, narrow_cfg)
+
+    run = tmp_path / "narrow"
+    assert train_main(_args(run, "--epochs", "1", "--iters-per-epoch", "1", "--set", "backbone_width=0.25")) == 0
+    out = tmp_path / "wide"
+    assert train_main(_args(out, "--epochs", "1", "--iters-per-epoch", "1", "--load-from", str(run / "last.pt"),
+                            "--set", "backbone_width=0.5", "--set", "init_partial=true")) == 0
+    assert "widened the light backbone from width 0.25 to 0.5" in capsys.readouterr().out

@@ -89,7 +89,8 @@ class TrainConfig:
             AMX: ~1.3x faster steps); ignored on other CPUs.
         max_bad_steps: consecutive non-finite steps tolerated before stopping.
         init_partial: ``--load-from`` copies only the tensors whose name and shape match (start a
-            tracking model from a detection-stage checkpoint).
+            tracking model from a detection-stage checkpoint); a checkpoint with a narrower light
+            backbone is widened to this run's ``backbone_width`` first, with the same outputs.
         spread_offsets: at the start of a run (after ``--load-from``), move the sampling points of
             the pose decoder, refiner and track re-anchoring off their keypoints onto per-head rays
             of this radius (half-box units; 0 = leave them). Zero-initialised offsets at 0.1x lr

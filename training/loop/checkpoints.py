@@ -17,6 +17,7 @@ from pavenet.model.checkpoint import (
     save_checkpoint,
 )
 from pavenet.model.config import ModelConfig
+from training.loop.widen import widen_light_backbone
 
 
 class RunCheckpoints:
@@ -43,8 +44,9 @@ def load_weights(path: str | Path, model: nn.Module, criterion: nn.Module, model
                  partial: bool) -> str | None:
     """Initialise ``model`` and ``criterion`` from a checkpoint of the same architecture, or with
     ``partial`` from any checkpoint of the same layout (tensors whose name and shape match; e.g. a
-    detection-stage model into a tracking model, or another input size). Returns what a partial
-    load took, for the console."""
+    detection-stage model into a tracking model, or another input size; a light backbone of a
+    larger ``backbone_width`` is first widened from the checkpoint's with the same outputs,
+    :mod:`training.loop.widen`). Returns what a partial load took, for the console."""
     state = load_checkpoint(path)
     if not partial:  # the weights fit whatever the input size and number of detect queries
         check_compatible(state, model_cfg, path, RUN_TIME_KEYS)
@@ -55,6 +57,12 @@ def load_weights(path: str | Path, model: nn.Module, criterion: nn.Module, model
     if stored.layout != model_cfg.layout:
         raise PavenetError(f"{path}: checkpoint is for keypoint layout {stored.layout!r}, "
                            f"not {model_cfg.layout!r}")
+    widened = ""
+    if (stored.backbone == model_cfg.backbone == "light" and model_cfg.backbone_width > stored.backbone_width):
+        state["model"] = widen_light_backbone(state["model"], stored,
+                                              stored.override(backbone_width=model_cfg.backbone_width))
+        widened = (f"widened the light backbone from width {stored.backbone_width} to "
+                   f"{model_cfg.backbone_width} (same outputs; training/loop/widen.py); ")
     counts = []
     for module, key in ((model, "model"), (criterion, "criterion")):
         own = module.state_dict()
@@ -62,7 +70,7 @@ def load_weights(path: str | Path, model: nn.Module, criterion: nn.Module, model
         module.load_state_dict(match, strict=False)
         counts.append((len(match), len(own)))
     (m_in, m_all), (c_in, c_all) = counts
-    return (f"initialised {m_in}/{m_all} model and {c_in}/{c_all} criterion tensors from {path}; "
+    return (f"{widened}initialised {m_in}/{m_all} model and {c_in}/{c_all} criterion tensors from {path}; "
             "the others start new")
 
 
