@@ -2,6 +2,8 @@
 
     python benchmarks/train_speed.py [--config pavenet-t] [--batch-size 8] [--steps 10] [--device cpu]
                                      [--seq-length 5] [--grad-frames 3]
+    python benchmarks/train_speed.py --checkpoint weights/stages/pavenet-t-320x256-s8.pt \
+                                     --set grad_frames=2 --set track_fuse_dist=0.2 --top 25
 
 Measures full optimizer steps of the real training step (clips of ``--seq-length`` frames, track
 queries handed over as at run time; batches are prepared first, so data loading is excluded) and
@@ -13,6 +15,9 @@ scalar reads separately (fused AdamW: per parameter on the CPU, where they are n
 CUDA), and ``ops/step`` (aten operators, optimizer included). Precision as the trainer's (bf16
 autocast on CUDA and on CPUs with native bf16; ``--no-amp`` for float32); ``--no-reuse-values``
 measures the step before each frame's value projections were reused across windows.
+``--checkpoint`` takes the model (its config and weights) from a checkpoint, ``--set`` overrides
+training options as ``pavenet-train --set`` does, and ``--top N`` prints the N operators that
+took the most CPU time in the profiled step (self time, the optimizer excluded).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from pavenet.model.checkpoint import checkpoint_config, load_checkpoint
 from pavenet.model.config import preset
 from pavenet.model.pavenet import build_model, param_groups
 from pavenet.synth import SynthConfig
@@ -49,11 +55,21 @@ def main() -> None:
                              "CPUs with native bf16)")
     parser.add_argument("--no-reuse-values", action="store_true",
                         help="project a frame's tokens again in every window (the step before value reuse)")
+    parser.add_argument("--checkpoint", help="take the model config and weights from this checkpoint "
+                                             "(default: a new model of --config)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a training option (repeatable; after --seq-length / --grad-frames)")
+    parser.add_argument("--top", type=int, default=0, help="print the N operators with the most self CPU time")
     args = parser.parse_args()
-    cfg = preset(args.config)
-    train = TrainConfig(seq_length=args.seq_length, grad_frames=args.grad_frames)
+    state = load_checkpoint(args.checkpoint) if args.checkpoint else None
+    cfg = checkpoint_config(state, args.checkpoint) if state else preset(args.config)
+    changes = dict(s.split("=", 1) for s in args.set)
+    train = TrainConfig(seq_length=args.seq_length, grad_frames=args.grad_frames).override(**changes)
     device = torch.device(args.device)
-    step = TrainStep(build_model(cfg), build_criterion(cfg, train), train.grad_frames).to(device).train()
+    model = build_model(cfg)
+    if state:
+        model.load_state_dict(state["model"], strict=False)
+    step = TrainStep(model, build_criterion(cfg, train), train.grad_frames, train.track_feed).to(device).train()
     step.reuse_values = not args.no_reuse_values
     amp = not args.no_amp
     opt = torch.optim.AdamW(param_groups(step.model, 4e-4, 1e-4) + [{"params": list(step.criterion.parameters())}],
@@ -86,6 +102,8 @@ def main() -> None:
     with profile(activities=[ProfilerActivity.CPU]) as prof_opt:
         opt.step()
     events, opt_events = prof.key_averages(), prof_opt.key_averages()
+    if args.top:
+        print(events.table(sort_by="self_cpu_time_total", row_limit=args.top))
     # Each sync shows as aten::item and, beneath it, aten::_local_scalar_dense: count the calls once.
     syncs = count(events, ("aten::item", "aten::nonzero")) + count(events, ("aten::_local_scalar_dense",)) \
         - count(events, ("aten::item",))
@@ -106,7 +124,7 @@ def main() -> None:
     precision = "bf16 autocast" if uses_bf16(device, amp) else "float32"
     reuse = "" if step.reuse_values else ", no value reuse"
     print(f"{cfg.name} ({params:.2f}M params, {cfg.input_width}x{cfg.input_height}) batch {args.batch_size} x "
-          f"{args.seq_length} frames ({args.grad_frames} with gradient) on {device} ({torch.get_num_threads()} "
+          f"{train.seq_length} frames ({train.grad_frames} with gradient) on {device} ({torch.get_num_threads()} "
           f"threads, {precision}{reuse}): host syncs/step {syncs} (+ {opt_syncs} in the optimizer: {opt_note}), "
           f"ops/step {ops}, "
           f"{args.steps / secs:.2f} it/s, "
