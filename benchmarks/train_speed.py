@@ -63,12 +63,15 @@ def main() -> None:
     args = parser.parse_args()
     state = load_checkpoint(args.checkpoint) if args.checkpoint else None
     cfg = checkpoint_config(state, args.checkpoint) if state else preset(args.config)
+    bad = [s for s in args.set if "=" not in s]
+    if bad:
+        parser.error(f"--set takes KEY=VALUE, got {bad[0]!r}")
     changes = dict(s.split("=", 1) for s in args.set)
     train = TrainConfig(seq_length=args.seq_length, grad_frames=args.grad_frames).override(**changes)
     device = torch.device(args.device)
     model = build_model(cfg)
     if state:
-        model.load_state_dict(state["model"], strict=False)
+        model.load_state_dict(state["model"])
     step = TrainStep(model, build_criterion(cfg, train), train.grad_frames, train.track_feed).to(device).train()
     step.reuse_values = not args.no_reuse_values
     amp = not args.no_amp
