@@ -29,7 +29,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from pavenet.model.checkpoint import checkpoint_config, load_checkpoint
-from pavenet.model.config import preset
+from pavenet.model.config import parse_set, preset
 from pavenet.model.pavenet import build_model, param_groups
 from pavenet.synth import SynthConfig
 from training.config import TrainConfig
@@ -63,11 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     state = load_checkpoint(args.checkpoint) if args.checkpoint else None
     cfg = checkpoint_config(state, args.checkpoint) if state else preset(args.config)
-    bad = [s for s in args.set if "=" not in s]
-    if bad:
-        parser.error(f"--set takes KEY=VALUE, got {bad[0]!r}")
-    changes = dict(s.split("=", 1) for s in args.set)
-    train = TrainConfig(seq_length=args.seq_length, grad_frames=args.grad_frames).override(**changes)
+    train = TrainConfig(seq_length=args.seq_length, grad_frames=args.grad_frames).override(**parse_set(args.set))
     device = torch.device(args.device)
     model = build_model(cfg)
     if state:
