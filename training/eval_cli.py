@@ -7,6 +7,7 @@ Examples:
     pavenet-eval --weights model.onnx --data synthetic:test --tune --write   # thresholds chosen on val, stored
     pavenet-eval --split val --videos 48 --seed 6 --out eval/a                 # then the same with --weights b.onnx
     pavenet-eval --compare eval/a eval/b                                        # paired B - A with a 95 % interval
+    pavenet-eval --compare s1/a s1/b --compare s2/a s2/b                        # two samples, and pooled
 
 Metrics (see training/evaluation/metrics.py): OKS keypoint AP/AP50/AP75 (pycocotools); PoseTrack per-joint
 AP at PCKh@0.5 and MOTA (motmetrics, per joint then summed); person-level IDF1 and ID switches
@@ -65,9 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --tune: store the chosen thresholds as the defaults in the --weights ONNX file (and in "
                         "the .pt checkpoint of the same name beside it, if there is one)")
     p.add_argument("--out", help="folder for report.json and predictions/<data>/<tracker>/*.json (PoseTrack format)")
-    p.add_argument("--compare", nargs=2, metavar=("A", "B"),
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), action="append",
                    help="instead of running a tracker: compare two earlier --out folders scored on the same videos "
-                        "(paired: B - A of the mean of AP, MOTA and IDF1 per block of videos, with a 95 %% interval)")
+                        "(paired: B - A of the mean of AP, MOTA and IDF1 per block of videos, with a 95 %% interval); "
+                        "repeat it for pairs scored on other samples (other --seed) and the blocks of all pairs are "
+                        "also pooled into one interval")
     p.add_argument("--block", type=int, default=8,
                    help="with --compare: videos per block (default 8, the size of one test suite)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -115,12 +118,19 @@ def _main(argv: list[str] | None) -> int:
     if args.tune:
         return _tune(args, datas, thresholds)
     if args.compare:
-        from training.evaluation.compare import compare_runs, format_comparison
+        from training.evaluation.compare import compare_runs, format_comparison, format_pooled, pool_blocks
 
-        rows = compare_runs(*args.compare, block=args.block, keypoint_thr=args.keypoint_thr)
-        print(format_comparison(rows, *args.compare))
-        print(f"compared {len(rows)} (data, tracker) row(s): " + "; ".join(
-            f"{r['data']} {r['tracker']} B - A {r['diff']:+.3f} ({r['verdict']})" for r in rows))
+        all_rows = []
+        for pair in args.compare:
+            rows = compare_runs(*pair, block=args.block, keypoint_thr=args.keypoint_thr)
+            print(format_comparison(rows, *pair))
+            all_rows += rows
+        summary = [f"{r['data']} {r['tracker']} B - A {r['diff']:+.3f} ({r['verdict']})" for r in all_rows]
+        if len(args.compare) > 1:
+            pooled = pool_blocks(all_rows)
+            print(format_pooled(pooled, len(args.compare)))
+            summary.append(f"pooled B - A {pooled['diff']:+.3f} ({pooled['verdict']})")
+        print(f"compared {len(all_rows)} (data, tracker) row(s): " + "; ".join(summary))
         return 0
     rows, start = [], time.perf_counter()
     for name in dict.fromkeys(trackers):

@@ -106,20 +106,44 @@ def compare_runs(folder_a: str | Path, folder_b: str | Path, block: int = 8,
         pairs = []
         for s in range(0, len(res_a), block):
             pairs.append((objective(score(res_a[s:s + block], thr[0])), objective(score(res_b[s:s + block], thr[1]))))
-        diffs = np.array([b - a for a, b in pairs])
-        mean = float(diffs.mean())
-        if len(diffs) > 1:
-            half = float(stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs)))
-        else:
-            half = float("nan")
-        low, high = mean - half, mean + half
-        verdict = ("B ahead" if low > 0 else "A ahead" if high < 0 else
-                   "no difference shown" if np.isfinite(half) else "one block: no interval")
         out.append({"data": row_a["data"], "tracker": key[1], "a": score(res_a, thr[0]), "b": score(res_b, thr[1]),
-                    "blocks": pairs, "diff": mean, "low": low, "high": high, "verdict": verdict})
+                    "blocks": pairs, **_interval(pairs)})
     if not out:
         raise PavenetError("the two runs share no (data, tracker) row")
     return out
+
+
+def _interval(pairs: list[tuple[float, float]]) -> dict:
+    """Mean block difference B - A of ``pairs`` (objective A, objective B), its Student-t 95 %
+    interval and the verdict: ``{"diff", "low", "high", "verdict"}``."""
+    diffs = np.array([b - a for a, b in pairs])
+    mean = float(diffs.mean())
+    if len(diffs) > 1:
+        half = float(stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs)))
+    else:
+        half = float("nan")
+    low, high = mean - half, mean + half
+    verdict = ("B ahead" if low > 0 else "A ahead" if high < 0 else
+               "no difference shown" if np.isfinite(half) else "one block: no interval")
+    return {"diff": mean, "low": low, "high": high, "verdict": verdict}
+
+
+def pool_blocks(rows: list[dict]) -> dict:
+    """The blocks of several :func:`compare_runs` rows (e.g. the same two models on val samples
+    of other seeds) as one sample: ``{"blocks", "positive", "diff", "low", "high", "verdict"}``.
+    Blocks of different samples are independent videos, so one interval over all of them is the
+    pooled estimate of B - A."""
+    pairs = [p for r in rows for p in r["blocks"]]
+    if not pairs:
+        raise PavenetError("nothing to pool: no blocks")
+    return {"blocks": len(pairs), "positive": sum(b > a for a, b in pairs), **_interval(pairs)}
+
+
+def format_pooled(pooled: dict, runs: int) -> str:
+    """One line for :func:`pool_blocks` over ``runs`` comparisons."""
+    return (f"\npooled over {runs} comparisons ({pooled['blocks']} blocks, {pooled['positive']} with B ahead): "
+            f"B - A {pooled['diff']:+.4f} (95 % interval {pooled['low']:+.4f} .. {pooled['high']:+.4f}): "
+            f"{pooled['verdict']}")
 
 
 def format_comparison(rows: list[dict], name_a: str, name_b: str) -> str:
