@@ -39,17 +39,11 @@ def profile(weights: str, tracks: int, steps: int, warmup: int) -> list[dict]:
     """Kernel events of ``steps`` profiled runs (ONNX Runtime's JSON trace, one dict per node run)."""
     with tempfile.TemporaryDirectory() as tmp:
         opts = ort.SessionOptions()
-        session = ort.InferenceSession(weights, opts, providers=["CPUExecutionProvider"])
-        feed = make_feed(session, tracks, np.random.default_rng(0))
-        for _ in range(warmup):
-            session.run(None, feed)
-        opts = ort.SessionOptions()
         opts.enable_profiling = True
         opts.profile_file_prefix = os.path.join(tmp, "ort")
         session = ort.InferenceSession(weights, opts, providers=["CPUExecutionProvider"])
-        for _ in range(warmup):  # the profiled session warms up too; its first runs are dropped below
-            session.run(None, feed)
-        for _ in range(steps):
+        feed = make_feed(session, tracks, np.random.default_rng(0))
+        for _ in range(warmup + steps):  # the warm-up runs are dropped below
             session.run(None, feed)
         with open(session.end_profiling()) as f:
             trace = json.load(f)

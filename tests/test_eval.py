@@ -159,7 +159,8 @@ def test_eval_cli_compares_two_runs_paired_by_block(tiny_files, tmp_path, capsys
     assert eval_main(["--compare", str(a), str(b), "--compare", str(a), str(b), "--block", "1"]) == 0
     out = capsys.readouterr().out
     ahead = 2 * sum(pb > pa for pa, pb in row["blocks"])
-    assert f"pooled over 2 comparisons (4 blocks, {ahead} with B ahead): B - A {row['diff']:+.4f}" in out
+    assert (f"{row['data']} / pavenet pooled over 2 comparisons (4 blocks, {ahead} with B ahead): "
+            f"B - A {row['diff']:+.4f}") in out
     assert out.count("B - A per block of videos") == 2 and "pooled B - A" in out.splitlines()[-1]
     same = compare_runs(a, a, block=2)[0]
     assert same["diff"] == 0.0 and same["verdict"] == "one block: no interval"

@@ -127,9 +127,10 @@ def _main(argv: list[str] | None) -> int:
             all_rows += rows
         summary = [f"{r['data']} {r['tracker']} B - A {r['diff']:+.3f} ({r['verdict']})" for r in all_rows]
         if len(args.compare) > 1:
-            pooled = pool_blocks(all_rows)
-            print(format_pooled(pooled, len(args.compare)))
-            summary.append(f"pooled B - A {pooled['diff']:+.3f} ({pooled['verdict']})")
+            for pooled in pool_blocks(all_rows):
+                print(format_pooled(pooled))
+                summary.append(f"{pooled['data']} {pooled['tracker']} pooled B - A {pooled['diff']:+.3f} "
+                               f"({pooled['verdict']})")
         print(f"compared {len(all_rows)} (data, tracker) row(s): " + "; ".join(summary))
         return 0
     rows, start = [], time.perf_counter()

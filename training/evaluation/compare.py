@@ -128,22 +128,27 @@ def _interval(pairs: list[tuple[float, float]]) -> dict:
     return {"diff": mean, "low": low, "high": high, "verdict": verdict}
 
 
-def pool_blocks(rows: list[dict]) -> dict:
-    """The blocks of several :func:`compare_runs` rows (e.g. the same two models on val samples
-    of other seeds) as one sample: ``{"blocks", "positive", "diff", "low", "high", "verdict"}``.
-    Blocks of different samples are independent videos, so one interval over all of them is the
-    pooled estimate of B - A."""
-    pairs = [p for r in rows for p in r["blocks"]]
-    if not pairs:
-        raise PavenetError("nothing to pool: no blocks")
-    return {"blocks": len(pairs), "positive": sum(b > a for a, b in pairs), **_interval(pairs)}
+def pool_blocks(rows: list[dict]) -> list[dict]:
+    """The blocks of several :func:`compare_runs` results (e.g. the same two models on val samples
+    of other seeds) pooled per (data, tracker): blocks of different samples are independent videos,
+    so one interval over all of them is the pooled estimate of B - A. Returns one dict per (data,
+    tracker): ``{"data", "tracker", "runs", "blocks", "positive", "diff", "low", "high", "verdict"}``."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["data"], r["tracker"]), []).append(r)
+    out = []
+    for (data, tracker), group in groups.items():
+        pairs = [p for r in group for p in r["blocks"]]
+        out.append({"data": data, "tracker": tracker, "runs": len(group), "blocks": len(pairs),
+                    "positive": sum(b > a for a, b in pairs), **_interval(pairs)})
+    return out
 
 
-def format_pooled(pooled: dict, runs: int) -> str:
-    """One line for :func:`pool_blocks` over ``runs`` comparisons."""
-    return (f"\npooled over {runs} comparisons ({pooled['blocks']} blocks, {pooled['positive']} with B ahead): "
-            f"B - A {pooled['diff']:+.4f} (95 % interval {pooled['low']:+.4f} .. {pooled['high']:+.4f}): "
-            f"{pooled['verdict']}")
+def format_pooled(pooled: dict) -> str:
+    """One line for a row of :func:`pool_blocks`."""
+    return (f"\n{pooled['data']} / {pooled['tracker']} pooled over {pooled['runs']} comparisons ({pooled['blocks']} "
+            f"blocks, {pooled['positive']} with B ahead): B - A {pooled['diff']:+.4f} (95 % interval "
+            f"{pooled['low']:+.4f} .. {pooled['high']:+.4f}): {pooled['verdict']}")
 
 
 def format_comparison(rows: list[dict], name_a: str, name_b: str) -> str:
