@@ -47,6 +47,11 @@ class TrackerThresholds:
             pose's size goes on with that detect query's hidden state instead of its own (its
             query re-anchored where the image shows the person now); needs ``fuse_dist`` > 0;
             0 = off.
+        hold_merged: when two established tracks (both older than ``merge_age``) converge on one
+            person (two people crossing, one hidden behind the other), the track that gives way is
+            *held* instead of retired: no longer fed to the model or shown, it keeps the last pose
+            it had apart from the other track for ``max_lost`` frames, and a detection with OKS
+            >= ``revive_oks`` against that pose (the hidden person stepping out) takes its ID back.
     """
 
     new_track_thr: float = 0.5
@@ -60,6 +65,7 @@ class TrackerThresholds:
     merge_dist: float = 0.14
     merge_age: int = 10
     reseat_dist: float = 0.0
+    hold_merged: bool = False
 
     def override(self, **changes) -> TrackerThresholds:
         """A copy with ``changes`` (strings are parsed; unknown names and wrong types are errors)."""

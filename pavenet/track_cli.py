@@ -92,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a track whose detect query's pose lies within this share of the pose's size goes on "
                         "with that query's state (re-anchored on the image); 0 = off (default: the model's "
                         "reseat_dist)")
+    p.add_argument("--hold-merged", action=argparse.BooleanOptionalAction, default=None,
+                   help="when two established tracks converge on one person (people crossing), hold the one that "
+                        "gives way for --max-lost frames so the hidden person gets its ID back on stepping out, "
+                        "instead of retiring it (default: the model's hold_merged)")
     p.add_argument("--imgsz", help="the model's input size is fixed in its export; re-export with "
                                    "pavenet-export --input-size to change it (this flag only checks it)")
     p.add_argument("--smooth", action="store_true", help="One-Euro smoothing of keypoints per track")
@@ -109,7 +113,8 @@ def _main(argv: list[str] | None) -> int:
     thresholds = {k: v for k, v in (("new_track_thr", args.conf), ("keep_thr", args.keep),
                                     ("max_lost", args.max_lost), ("keypoint_thr", args.kpt_conf),
                                     ("fuse_dist", args.fuse_dist), ("merge_dist", args.merge_dist),
-                                    ("merge_age", args.merge_age), ("reseat_dist", args.reseat_dist))
+                                    ("merge_age", args.merge_age), ("reseat_dist", args.reseat_dist),
+                                    ("hold_merged", args.hold_merged))
                   if v is not None}
     source = open_source(args.source, args.start)  # a missing input is reported before the model loads
     try:

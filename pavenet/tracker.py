@@ -46,6 +46,8 @@ from pavenet.poses import Poses, boxes_from_keypoints
 from pavenet.preprocess import letterbox, to_bgr, to_frame_pixels
 from pavenet.smoothing import OneEuro
 
+HISTORY = 10  # confident poses remembered per track (the pose a held track keeps is one of them)
+
 
 @dataclass
 class _Track:
@@ -57,6 +59,8 @@ class _Track:
     lost: int = 0
     confirmed: bool = True  # False: born below keep_thr and not yet seen again (not shown)
     age: int = 0  # frames since the track was born
+    held: bool = False  # given way to another track on the same person: not fed back (``hold_merged``)
+    history: list = field(default_factory=list, repr=False)  # its last HISTORY confident poses, oldest first
     smoother: OneEuro | None = field(default=None, repr=False)
 
 
@@ -120,7 +124,7 @@ class Tracker:
         """Update identities from one step's rows: [M] scores, [M, K, 2] keypoints, [M, K], [M, D];
         rows 0..N-1 answer the N tracks fed in."""
         th = self.thresholds
-        n = len(self._tracks)
+        n = len(self._track_inputs())
         pairs = track_detect_pairs(kps, n, th.fuse_dist)
         kps, kscores = fuse_track_poses(kps, kscores, n, th.fuse_dist, pairs)
         reseat = [(i, j) for i, j, d in pairs if d < th.reseat_dist]
@@ -132,8 +136,8 @@ class Tracker:
         self._add_detections(scores[n:], kps[n:], kscores[n:], hidden[n:])
 
     def _track_inputs(self) -> list[_Track]:
-        """The tracks whose queries are fed to the next step."""
-        return self._tracks
+        """The tracks whose queries are fed to the next step (all but held ones), in list order."""
+        return [t for t in self._tracks if not t.held]
 
     def _run(self, rgb: np.ndarray) -> dict[str, np.ndarray]:
         cfg = self.info.config
@@ -149,16 +153,23 @@ class Tracker:
 
     def _update_tracks(self, scores, kps, kscores, hidden) -> None:
         th = self.thresholds
+        rows = iter(zip(scores, kps, kscores, hidden))  # one per fed track, in list order
         kept = []
-        for track, s, kp, ks, h in zip(self._tracks, scores, kps, kscores, hidden):
-            track.hidden, track.age = h, track.age + 1
-            if s >= th.keep_thr:
-                track.keypoints, track.keypoint_scores, track.score, track.lost = kp, ks, float(s), 0
-                track.confirmed = True
-            elif not track.confirmed:
-                continue  # a tentative track not seen again is retired unseen
+        for track in self._tracks:
+            track.age += 1
+            if track.held:
+                track.lost += 1  # not fed: waits for a detection to revive it
             else:
-                track.lost += 1  # keep its last confident pose as the reference it is fed back with
+                s, kp, ks, h = next(rows)
+                track.hidden = h
+                if s >= th.keep_thr:
+                    track.keypoints, track.keypoint_scores, track.score, track.lost = kp, ks, float(s), 0
+                    track.confirmed = True
+                    _remember(track)
+                elif not track.confirmed:
+                    continue  # a tentative track not seen again is retired unseen
+                else:
+                    track.lost += 1  # keep its last confident pose as the reference it is fed back with
             if track.lost <= th.max_lost:
                 kept.append(track)
         self._tracks = kept
@@ -184,16 +195,37 @@ class Tracker:
             near = dist < th.merge_dist * np.minimum(size[:, None], size[None])
             same |= near & (young[:, None] | young[None])
         retired: set[int] = set()
+        gone: set[int] = set()  # retired or held
         for j in range(len(active)):
-            older = [i for i in range(j) if same[j, i] and active[i].id not in retired]
+            older = [i for i in range(j) if same[j, i] and active[i].id not in gone]
             if older:
-                retired.add(active[j].id)
+                gone.add(active[j].id)
                 keep, dup = active[older[0]], active[j]
+                hold = th.hold_merged and min(keep.age, dup.age) > th.merge_age
                 if dup.score > keep.score:  # the older ID carries on with the better-scoring query
                     keep.hidden, keep.keypoints, keep.keypoint_scores, keep.score = (
                         dup.hidden, dup.keypoints, dup.keypoint_scores, dup.score)
+                if hold:
+                    self._hold(dup, keep.keypoints)
+                else:
+                    retired.add(dup.id)
         if retired:
             self._tracks = [t for t in self._tracks if t.id not in retired]
+
+    def _hold(self, track: _Track, other: np.ndarray) -> None:
+        """``track`` gave way to a track now showing pose ``other`` [K, 2]: not fed or shown from now
+        on, it keeps its latest remembered pose that is apart from ``other`` (a duplicate by
+        neither OKS nor joint distance), so the person it followed can be recognised when seen again."""
+        th = self.thresholds
+        track.held, track.lost = True, max(track.lost, 1)
+        for pose in reversed(track.history):
+            near = median_joint_distance(pose[None], other[None])[0, 0] < th.merge_dist * min(
+                pose_size(pose[None])[0], pose_size(other[None])[0])
+            if not near and oks_matrix(pose[None], other[None], self.sigmas)[0, 0] < th.duplicate_oks:
+                track.keypoints = pose
+                return
+        if track.history:
+            track.keypoints = track.history[0]
 
     def _add_detections(self, scores, kps, kscores, hidden) -> None:
         th = self.thresholds
@@ -207,10 +239,11 @@ class Tracker:
             if len(sims) and sims.max() >= th.revive_oks:
                 track = lost[int(np.argmax(sims))]
                 track.hidden, track.keypoints, track.keypoint_scores = hidden[i], kps[i], kscores[i]
-                track.score, track.lost = float(scores[i]), 0
+                track.score, track.lost, track.held = float(scores[i]), 0, False
+                _remember(track)
                 continue
             self._tracks.append(_Track(self._next_id, hidden[i], kps[i], float(scores[i]), kscores[i],
-                                       confirmed=scores[i] >= th.keep_thr))
+                                       confirmed=scores[i] >= th.keep_thr, history=[kps[i]]))
             self._next_id += 1
 
     def _duplicates(self, pose: np.ndarray, active: np.ndarray) -> bool:
@@ -245,6 +278,12 @@ class Tracker:
     def active_tracks(self) -> int:
         """Tracks shown this frame (tentative ones are not)."""
         return sum(t.lost == 0 and t.confirmed for t in self._tracks)
+
+
+def _remember(track: _Track) -> None:
+    """Append the track's current pose to its history (the last ``HISTORY`` kept)."""
+    track.history.append(track.keypoints)
+    del track.history[:-HISTORY]
 
 
 def pose_size(kps: np.ndarray) -> np.ndarray:

@@ -494,3 +494,23 @@ def test_cuda_graph_step_captures_once_per_track_count_and_replays_new_inputs(ti
         check(feeds(n))
         assert cuda.captures == captures
     assert sorted(graphed.graphs) == [0, 2]
+
+
+def test_hold_merged_gives_a_hidden_persons_id_back_when_they_step_out():
+    """Two established tracks converge on one person (b walks behind a): with ``hold_merged`` the
+    newer track is held (not fed, not shown) with its last pose apart from a, and b's detection
+    when b steps out takes that ID back; without it b comes back under a new ID."""
+    a, b = (0.9, 0.3), (0.9, 0.7)
+    script = ([([], [a, b])] + [([a, b], [])] * 11 + [([a, (0.9, 0.31)], [])]  # frame 12: track 1 onto a
+              + [([a], [])] * 2 + [([a], [b])] + [([a, b], [])])
+    ids, fed = _run(script, max_lost=5, hold_merged=True)
+    assert ids[12:] == [[0], [0], [0], [0, 1], [0, 1]], "held for 3 frames, then revived with its ID"
+    assert fed[12:] == [2, 1, 1, 1, 2], "a held track is not fed to the model"
+    ids, fed = _run(script, max_lost=5)
+    assert ids[12:] == [[0], [0], [0], [0, 2], [0, 2]], "off: the track is retired, the person gets ID 2"
+    young = [([], [a, b])] + [([a, b], [])] * 3 + [([a, (0.9, 0.31)], [])] + [([a], [])] * 2 + [([a], [b])]
+    ids, _ = _run(young, max_lost=5, hold_merged=True)
+    assert ids[4:] == [[0], [0], [0], [0, 2]], "a young duplicate (born on a tracked person) is retired, not held"
+    gone = script[:13] + [([a], [])] * 6 + [([a], [b])]
+    ids, _ = _run(gone, max_lost=5, hold_merged=True)
+    assert ids[-1] == [0, 2], "held longer than max_lost: retired, a new ID"
