@@ -47,6 +47,9 @@ class TrackerThresholds:
             pose's size goes on with that detect query's hidden state instead of its own (its
             query re-anchored where the image shows the person now); needs ``fuse_dist`` > 0;
             0 = off.
+        pair_ratio: ``fuse_dist`` and ``reseat_dist`` use a detect row for a track only when every
+            other track is at least this many times farther from it (two people overlapping: which
+            one it shows is unclear); 1 = the one-to-one assignment alone.
         hold_merged: when two established tracks (both older than ``merge_age``) converge on one
             person (two people crossing, one hidden behind the other), the track that gives way is
             *held* instead of retired: no longer fed to the model or shown, it keeps the last pose
@@ -66,6 +69,7 @@ class TrackerThresholds:
     merge_age: int = 10
     reseat_dist: float = 0.0
     hold_merged: bool = False
+    pair_ratio: float = 2.0
 
     def override(self, **changes) -> TrackerThresholds:
         """A copy with ``changes`` (strings are parsed; unknown names and wrong types are errors)."""

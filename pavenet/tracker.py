@@ -125,7 +125,7 @@ class Tracker:
         rows 0..N-1 answer the N tracks fed in."""
         th = self.thresholds
         n = len(self._track_inputs())
-        pairs = track_detect_pairs(kps, n, th.fuse_dist)
+        pairs = track_detect_pairs(kps, n, th.fuse_dist, th.pair_ratio)
         kps, kscores = fuse_track_poses(kps, kscores, n, th.fuse_dist, pairs)
         reseat = [(i, j) for i, j, d in pairs if d < th.reseat_dist]
         if reseat:  # the track goes on with the detect query that found its person this step
@@ -296,7 +296,8 @@ def median_joint_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.median(np.linalg.norm(a[:, None] - b[None], axis=-1), -1)
 
 
-def track_detect_pairs(kps: np.ndarray, n: int, max_dist: float) -> list[tuple[int, int, float]]:
+def track_detect_pairs(kps: np.ndarray, n: int, max_dist: float, ratio: float = 2.0
+                       ) -> list[tuple[int, int, float]]:
     """Which detect row shows each track's person in one step.
 
     Args:
@@ -308,8 +309,8 @@ def track_detect_pairs(kps: np.ndarray, n: int, max_dist: float) -> list[tuple[i
     Returns:
         (track row i, detect row j (index into ``kps``, >= n), distance as a share of the pose's
         size) for each pair: each detect row joins at most one track (assignment on the distances
-        with ``lap``), and none that is less than twice as far from another track (overlapping
-        people: which one it shows is unclear).
+        with ``lap``), and none that is less than ``ratio`` times as far from another track
+        (overlapping people: which one it shows is unclear; ``ratio`` 1 = the assignment alone).
     """
     m = len(kps)
     if max_dist <= 0 or n == 0 or m == n:
@@ -321,7 +322,7 @@ def track_detect_pairs(kps: np.ndarray, n: int, max_dist: float) -> list[tuple[i
         if j < 0 or dist[i, j] >= max_dist:
             continue
         others = np.delete(dist[:, j], i)
-        if len(others) and others.min() < 2 * dist[i, j]:
+        if len(others) and others.min() < ratio * dist[i, j]:
             continue
         pairs.append((i, n + int(j), float(dist[i, j])))
     return pairs

@@ -219,6 +219,12 @@ def test_a_track_pose_is_fused_with_its_detect_row():
     both = np.stack([base, base + [0.02, 0], base + [0.01, 0]]).astype(np.float32)  # two tracks overlapping
     assert np.array_equal(fuse_track_poses(both, np.ones((3, k), np.float32), 2, 0.2)[0], both), \
         "a detect row about as near two tracks is not fused into either (it may show the other person)"
+    from pavenet.tracker import track_detect_pairs
+
+    close = np.stack([base, base + [0.04, 0], base + [0.025, 0]]).astype(np.float32)  # row 2: 0.015 / 0.025 away
+    assert track_detect_pairs(close, 2, 0.2) == [], "ratio 2 (default): the other track is under twice as far"
+    assert [(i, j) for i, j, _ in track_detect_pairs(close, 2, 0.2, ratio=1.0)] == [(1, 2)], \
+        "ratio 1 (pair_ratio): the assignment alone pairs it with the nearer track"
     # in the tracker: the shown (and fed back) pose of a track is the mean with its detect row
     person, near = (0.9, 0.3), (0.2, 0.32)
     backend = FakeBackend()

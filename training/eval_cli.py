@@ -59,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where the model runs")
     p.add_argument("--tune", action="store_true",
                    help="choose new_track_thr, keep_thr, duplicate_oks, duplicate_iou, fuse_dist, merge_dist, "
-                        "merge_age, reseat_dist, revive_oks, hold_merged (coordinate descent) and keypoint_thr on the "
-                        "val split (objective mean of AP, MOTA and IDF1) instead of reporting; "
+                        "merge_age, reseat_dist, pair_ratio, revive_oks, hold_merged (coordinate descent) and "
+                        "keypoint_thr on the val split (objective mean of AP, MOTA and IDF1) instead of reporting; "
                         "never tunes on test; thresholds given with --set stay fixed")
     p.add_argument("--write", action="store_true",
                    help="with --tune: store the chosen thresholds as the defaults in the --weights ONNX file (and in "

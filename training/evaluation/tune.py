@@ -3,7 +3,7 @@
 The thresholds that decide which queries become, stay and stop being tracks (``new_track_thr``,
 ``keep_thr``, the duplicate rules ``duplicate_oks``, ``duplicate_iou``, ``merge_dist``,
 ``merge_age``, ``revive_oks``, ``hold_merged``) and what each track is fed (``fuse_dist``,
-``reseat_dist``) change what is fed back, so each candidate re-runs the tracker over the same cached
+``reseat_dist``, ``pair_ratio``) change what is fed back, so each candidate re-runs the tracker over the same cached
 videos. They interact (a lower
 ``new_track_thr`` pays only with a stricter duplicate rule), so the search is coordinate descent:
 each threshold in turn sweeps its candidates with the others at their best so far, in passes
@@ -25,7 +25,7 @@ GRID = {"new_track_thr": (0.2, 0.3, 0.4, 0.5, 0.6), "keep_thr": (0.2, 0.3, 0.4, 
         "duplicate_oks": (0.4, 0.5, 0.6, 0.7), "duplicate_iou": (0.5, 0.7, 1.0),
         "fuse_dist": (0.0, 0.1, 0.2, 0.3), "merge_dist": (0.0, 0.1, 0.14, 0.2), "merge_age": (5, 10, 30),
         "reseat_dist": (0.0, 0.03, 0.06), "revive_oks": (0.1, 0.2, 0.3, 0.4),
-        "hold_merged": (False, True)}
+        "hold_merged": (False, True), "pair_ratio": (1.0, 1.5, 2.0, 3.0)}
 FINE = {"new_track_thr": (-0.05, 0.05), "keep_thr": (-0.05, 0.05)}  # offsets around the best
 MAX_PASSES = 3
 KEYPOINT_GRID = (0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6)
