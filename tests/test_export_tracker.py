@@ -18,7 +18,7 @@ from pavenet.model.checkpoint import save_checkpoint
 from pavenet.model.pavenet import build_model
 from pavenet.synth import SynthConfig, generate_clip
 from pavenet.track_cli import main as track_main
-from pavenet.tracker import Tracker
+from pavenet.tracker import Tracker, fuse_track_poses, track_detect_pairs
 from pavenet.video import VideoWriter, read_video
 from tests.test_model import TINY
 from tests.test_packaging import BLOCK_TORCH
@@ -202,7 +202,6 @@ def test_two_tracks_close_in_joint_distance_merge_even_when_their_oks_is_low():
 def test_a_track_pose_is_fused_with_its_detect_row():
     """The track row and the detect row on the same person are averaged by keypoint score (the
     higher score kept); a detect row on someone else, or already taken by another track, is not."""
-    from pavenet.tracker import fuse_track_poses
 
     k = 17
     base = np.stack([np.full(k, 0.3), np.linspace(0.2, 0.8, k)], -1)  # a 0.6-tall pose
@@ -219,8 +218,6 @@ def test_a_track_pose_is_fused_with_its_detect_row():
     both = np.stack([base, base + [0.02, 0], base + [0.01, 0]]).astype(np.float32)  # two tracks overlapping
     assert np.array_equal(fuse_track_poses(both, np.ones((3, k), np.float32), 2, 0.2)[0], both), \
         "a detect row about as near two tracks is not fused into either (it may show the other person)"
-    from pavenet.tracker import track_detect_pairs
-
     close = np.stack([base, base + [0.04, 0], base + [0.025, 0]]).astype(np.float32)  # row 2: 0.015 / 0.025 away
     assert track_detect_pairs(close, 2, 0.2) == [], "ratio 2 (default): the other track is under twice as far"
     assert [(i, j) for i, j, _ in track_detect_pairs(close, 2, 0.2, ratio=1.0)] == [(1, 2)], \
