@@ -4,7 +4,7 @@
 # then export it.
 #
 #   training/recipes/cpu_stage.sh FROM.pt WORKDIR [MINUTES] [SEED]
-#   e.g. training/recipes/cpu_stage.sh weights/stages/pavenet-t-384x288-s15.pt runs/c16 80 29
+#   e.g. training/recipes/cpu_stage.sh weights/stages/pavenet-t-384x288-s16.pt runs/c17 75 34
 #
 # Writes WORKDIR/last.pt (full checkpoint, resumable), WORKDIR/pavenet-t.onnx and WORKDIR/pavenet-t.pt
 # (slim, what --load-from takes next). Environment: LR (default 1.5e-4), BATCH (8), WORKERS (1).
