@@ -23,7 +23,7 @@ def test_shipped_files_are_small_and_described():
     # 6.3M parameters since stage 8 (backbone width 1.5): float32 ONNX ~26 MB, float16 checkpoint ~12.5 MB
     assert onnx_file.stat().st_size < 30 * 2**20 and ckpt.stat().st_size < 15 * 2**20
     card = (WEIGHTS / "README.md").read_text()
-    for needle in ("pavenet-train", "pavenet-eval", "coco17", "384x288", "synthetic", "PoseTrack"):
+    for needle in ("pavenet-train", "pavenet-eval", "coco17", "448x352", "synthetic", "PoseTrack"):
         assert needle in card, needle
 
 
@@ -33,7 +33,7 @@ def test_shipped_onnx_metadata():
     proto = onnx.load(str(WEIGHTS / "pavenet-t.onnx"), load_external_data=False)
     meta = {p.key: p.value for p in proto.metadata_props}
     info = parse_metadata(meta, "pavenet-t.onnx")
-    assert info.config.name == "pavenet-t" and info.layout.name == "coco17" and info.input_size == (384, 288)
+    assert info.config.name == "pavenet-t" and info.layout.name == "coco17" and info.input_size == (448, 352)
     assert info.config.window == "causal"
     # chosen on the val split (weights/README.md: sweeps with `pavenet-eval --split val --set`), stored in both files
     th = info.thresholds

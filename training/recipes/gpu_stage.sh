@@ -4,7 +4,7 @@
 # 1e-4, each cosine over its own time budget), then export.
 #
 #   training/recipes/gpu_stage.sh FROM.pt WORKDIR [MINUTES_1] [MINUTES_2] [SEED]
-#   e.g. training/recipes/gpu_stage.sh weights/stages/pavenet-t-384x288-s16.pt /tmp/g 4.5 3.5 1
+#   e.g. training/recipes/gpu_stage.sh weights/stages/pavenet-t-448x352-s17.pt /tmp/g 4.5 3.5 1
 #
 # Writes WORKDIR/p1, WORKDIR/p2 (full checkpoints, resumable), WORKDIR/pavenet-t.onnx and
 # WORKDIR/pavenet-t.pt (slim, what --load-from takes next). Environment: SYN (where the videos go,
@@ -15,8 +15,8 @@ if [ $# -lt 2 ]; then sed -n '2,12p' "$0"; exit 2; fi
 FROM=$1; W=$2; M1=${3:-4.5}; M2=${4:-3.5}; SEED=${5:-0}
 SYN=${SYN:-/tmp/pavenet-syn}; VIDEOS=${VIDEOS:-1600}; DEVICE=${DEVICE:-cuda}
 CORES=$(nproc); WORKERS=${WORKERS:-$(( CORES > 3 ? CORES - 2 : 1 ))}
-SETS=(--set pose_embed=mlp --set sigma_relative=false --set align_centres=false --set input_width=384
-      --set input_height=288 --set pretrained_backbone=false --set enc_topk=6 --set grad_frames=2
+SETS=(--set pose_embed=mlp --set sigma_relative=false --set align_centres=false --set input_width=448
+      --set input_height=352 --set pretrained_backbone=false --set enc_topk=6 --set grad_frames=2
       --set num_queries=60 --set track_fuse_dist=0.2 --set backbone_width=1.5)
 if [ ! -f "$SYN/.complete-$VIDEOS" ]; then
   per=$(( (VIDEOS + CORES - 1) / CORES ))
