@@ -10,7 +10,7 @@
 # Writes WORKDIR/last.pt (full checkpoint, resumable), WORKDIR/pavenet-t.onnx and WORKDIR/pavenet-t.pt
 # (slim, what --load-from takes next). Environment: LR (default 1.5e-4), BATCH (8), WORKERS (1).
 set -euo pipefail
-if [ $# -lt 2 ]; then sed -n '2,10p' "$0"; exit 2; fi
+if [ $# -lt 2 ]; then sed -n '2,11p' "$0"; exit 2; fi
 FROM=$1; W=$2; MINUTES=${3:-80}; SEED=${4:-0}
 shift $(( $# < 4 ? $# : 4 ))
 SETS=(--set pose_embed=mlp --set sigma_relative=false --set align_centres=false --set input_width=448
