@@ -1,7 +1,7 @@
 """What limits AP: per-frame COCO AP of a checkpoint's raw detections under different scores,
 and each person's best-query OKS by height. No tracker: every query of a frame is a detection.
 
-    python benchmarks/frame_ap.py weights/stages/pavenet-t-448x352-s17.pt [--videos 8] [--frames 100]
+    python benchmarks/frame_ap.py weights/stages/pavenet-t-448x352-s20.pt [--videos 8] [--frames 100]
                                   [--every 10] [--split val] [--input-size 320x256] [--queries 60]
 
 Rows: ``model`` (the model's scores), ``model+nms`` (then greedy pose NMS at OKS 0.5, as the

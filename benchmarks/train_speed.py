@@ -2,7 +2,7 @@
 
     python benchmarks/train_speed.py [--config pavenet-t] [--batch-size 8] [--steps 10] [--device cpu]
                                      [--seq-length 5] [--grad-frames 3]
-    python benchmarks/train_speed.py --checkpoint weights/stages/pavenet-t-448x352-s17.pt \
+    python benchmarks/train_speed.py --checkpoint weights/stages/pavenet-t-448x352-s20.pt \
                                      --set grad_frames=2 --set track_fuse_dist=0.2 --top 25
 
 Measures full optimizer steps of the real training step (clips of ``--seq-length`` frames, track

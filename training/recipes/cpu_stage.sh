@@ -4,7 +4,7 @@
 # synthetic clips drawn on the fly, then export it.
 #
 #   training/recipes/cpu_stage.sh FROM.pt WORKDIR [MINUTES] [SEED] [EXTRA pavenet-train ARGS...]
-#   e.g. training/recipes/cpu_stage.sh weights/stages/pavenet-t-448x352-s17.pt runs/c18 75 36
+#   e.g. training/recipes/cpu_stage.sh weights/stages/pavenet-t-448x352-s20.pt runs/c18 75 36
 #   (extra args come last, so e.g. `--set input_width=384 --set input_height=288` overrides the size)
 #
 # Writes WORKDIR/last.pt (full checkpoint, resumable), WORKDIR/pavenet-t.onnx and WORKDIR/pavenet-t.pt

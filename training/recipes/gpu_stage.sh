@@ -4,7 +4,7 @@
 # 1e-4, each cosine over its own time budget), then export.
 #
 #   training/recipes/gpu_stage.sh FROM.pt WORKDIR [MINUTES_1] [MINUTES_2] [SEED]
-#   e.g. training/recipes/gpu_stage.sh weights/stages/pavenet-t-448x352-s17.pt /tmp/g 4.5 3.5 1
+#   e.g. training/recipes/gpu_stage.sh weights/stages/pavenet-t-448x352-s20.pt /tmp/g 4.5 3.5 1
 #
 # Writes WORKDIR/p1, WORKDIR/p2 (full checkpoints, resumable), WORKDIR/pavenet-t.onnx and
 # WORKDIR/pavenet-t.pt (slim, what --load-from takes next). Environment: SYN (where the videos go,
