@@ -17,7 +17,7 @@ SYN=${SYN:-/tmp/pavenet-syn}; VIDEOS=${VIDEOS:-1600}; DEVICE=${DEVICE:-cuda}
 CORES=$(nproc); WORKERS=${WORKERS:-$(( CORES > 3 ? CORES - 2 : 1 ))}
 SETS=(--set pose_embed=mlp --set sigma_relative=false --set align_centres=false --set input_width=448
       --set input_height=352 --set pretrained_backbone=false --set enc_topk=6 --set grad_frames=2
-      --set num_queries=60 --set track_fuse_dist=0.2 --set backbone_width=1.5)
+      --set num_queries=60 --set track_fuse_dist=0.2 --set backbone_width=1.5 --set side_heads=true)
 if [ ! -f "$SYN/.complete-$VIDEOS" ]; then
   per=$(( (VIDEOS + CORES - 1) / CORES ))
   for ((start = 0; start < VIDEOS; start += per)); do
