@@ -164,6 +164,9 @@ def test_eval_cli_compares_two_runs_paired_by_block(tiny_files, tmp_path, capsys
     assert out.count("B - A per block of videos") == 2 and "pooled B - A" in out.splitlines()[-1]
     same = compare_runs(a, a, block=2)[0]
     assert same["diff"] == 0.0 and same["verdict"] == "one block: no interval"
+    # One run re-scored at another joint threshold (B's only): A keeps the recorded 0.3.
+    shifted = compare_runs(a, a, block=2, keypoint_thr_b=0.99)[0]
+    assert shifted["a"] == same["a"] and shifted["b"] == compare_runs(a, a, block=2, keypoint_thr=0.99)[0]["b"]
     # Runs on different videos, and folders that are not runs, are refused with a clear message.
     c = tmp_path / "c"
     assert run(c, seed=4) == 0

@@ -64,8 +64,10 @@ def read_predictions(path: Path, frames: int, k: int) -> list[PredFrame]:
 
 
 def compare_runs(folder_a: str | Path, folder_b: str | Path, block: int = 8,
-                 keypoint_thr: float | None = None) -> list[dict]:
-    """Score both runs' predictions in blocks of ``block`` videos.
+                 keypoint_thr: float | None = None, keypoint_thr_b: float | None = None) -> list[dict]:
+    """Score both runs' predictions in blocks of ``block`` videos, with the joint threshold each
+    report recorded unless ``keypoint_thr`` (both runs) or ``keypoint_thr_b`` (run B only) is given:
+    ``compare_runs(a, a, keypoint_thr_b=0.5)`` is one run re-scored at another ``keypoint_thr``.
 
     Returns one dict per (data, tracker) present in both runs: ``data``, ``tracker``, pooled
     metrics ``a`` and ``b`` (over all videos), ``blocks`` (list of (objective A, objective B)),
@@ -88,6 +90,8 @@ def compare_runs(folder_a: str | Path, folder_b: str | Path, block: int = 8,
         row_b = rows_b[key]
         spec = row_a["data"].split("@")[0]
         thr = [keypoint_thr if keypoint_thr is not None else r.get("keypoint_thr") for r in (row_a, row_b)]
+        if keypoint_thr_b is not None:
+            thr[1] = keypoint_thr_b
         if None in thr:
             raise PavenetError(f"{spec}: the report does not record the keypoint threshold (older pavenet-eval): "
                                "pass --keypoint-thr")
