@@ -12,6 +12,7 @@ truth is regenerated (synthetic) or re-read (PoseTrack) and the stored predictio
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -63,13 +64,15 @@ def read_predictions(path: Path, frames: int, k: int) -> list[PredFrame]:
     return preds
 
 
-def compare_runs(folder_a: str | Path, folder_b: str | Path, block: int = 8,
-                 keypoint_thr: float | None = None, keypoint_thr_b: float | None = None) -> list[dict]:
+def compare_runs(folder_a: str | Path, folder_b: str | Path, block: int = 8, keypoint_thr: float | None = None,
+                 keypoint_thr_b: float | Sequence[float] | None = None) -> list[dict]:
     """Score both runs' predictions in blocks of ``block`` videos, with the joint threshold each
     report recorded unless ``keypoint_thr`` (both runs) or ``keypoint_thr_b`` (run B only) is given:
-    ``compare_runs(a, a, keypoint_thr_b=0.5)`` is one run re-scored at another ``keypoint_thr``.
+    ``compare_runs(a, a, keypoint_thr_b=0.5)`` is one run re-scored at another ``keypoint_thr``,
+    and a sequence of values re-scores B at each of them (the videos are loaded once).
 
-    Returns one dict per (data, tracker) present in both runs: ``data``, ``tracker``, pooled
+    Returns one dict per (data, tracker) present in both runs (and per value of a sequence
+    ``keypoint_thr_b``, in its order): ``data``, ``tracker``, ``keypoint_thr`` (A's, B's), pooled
     metrics ``a`` and ``b`` (over all videos), ``blocks`` (list of (objective A, objective B)),
     ``diff`` (mean block difference B - A), ``low`` / ``high`` (its 95 % interval; NaN with one
     block) and ``verdict``.
@@ -90,9 +93,7 @@ def compare_runs(folder_a: str | Path, folder_b: str | Path, block: int = 8,
         row_b = rows_b[key]
         spec = row_a["data"].split("@")[0]
         thr = [keypoint_thr if keypoint_thr is not None else r.get("keypoint_thr") for r in (row_a, row_b)]
-        if keypoint_thr_b is not None:
-            thr[1] = keypoint_thr_b
-        if None in thr:
+        if None in thr and (thr[0] is None or keypoint_thr_b is None):
             raise PavenetError(f"{spec}: the report does not record the keypoint threshold (older pavenet-eval): "
                                "pass --keypoint-thr")
         split = ra.get("split") or ("test" if spec.startswith("synthetic") else "val")
@@ -107,11 +108,17 @@ def compare_runs(folder_a: str | Path, folder_b: str | Path, block: int = 8,
                 res.append((video, preds))
         if not res_a:
             raise PavenetError(f"{spec}: no videos")
-        pairs = []
-        for s in range(0, len(res_a), block):
-            pairs.append((objective(score(res_a[s:s + block], thr[0])), objective(score(res_b[s:s + block], thr[1]))))
-        out.append({"data": row_a["data"], "tracker": key[1], "a": score(res_a, thr[0]), "b": score(res_b, thr[1]),
-                    "blocks": pairs, **_interval(pairs)})
+        starts = range(0, len(res_a), block)
+        blocks_a = [objective(score(res_a[s:s + block], thr[0])) for s in starts]
+        metrics_a = score(res_a, thr[0])
+        if keypoint_thr_b is None:
+            thrs_b = [thr[1]]
+        else:
+            thrs_b = [keypoint_thr_b] if isinstance(keypoint_thr_b, (int, float)) else list(keypoint_thr_b)
+        for thr_b in thrs_b:
+            pairs = [(a, objective(score(res_b[s:s + block], thr_b))) for a, s in zip(blocks_a, starts)]
+            out.append({"data": row_a["data"], "tracker": key[1], "keypoint_thr": (thr[0], thr_b), "a": metrics_a,
+                        "b": score(res_b, thr_b), "blocks": pairs, **_interval(pairs)})
     if not out:
         raise PavenetError("the two runs share no (data, tracker) row")
     return out

@@ -218,17 +218,19 @@ def _summarise(joint_scores, joint_tp, num_gt, joint_accs, person_accs, layout: 
                              np.concatenate(joint_tp[j]) if joint_tp[j] else np.zeros(0, bool), int(num_gt[j]))
           for j in range(k)]
     counts = {"misses": 0, "false_positives": 0, "switches": 0, "objects": 0}
-    mota_joint = []
+    mota_joint, objects_joint = [], []
     for j in range(k):
         accs = joint_accs[j]
         if num_gt[j] == 0 or not accs:
             mota_joint.append(float("nan"))
+            objects_joint.append(0)
             continue
         s = mh.compute_many(accs, metrics=["num_misses", "num_false_positives", "num_switches", "num_objects"],
                             generate_overall=True).loc["OVERALL"]
         for key in counts:
             counts[key] += int(s[f"num_{key}"])
         mota_joint.append(1.0 - (s["num_misses"] + s["num_false_positives"] + s["num_switches"]) / s["num_objects"])
+        objects_joint.append(int(s["num_objects"]))
     mota = 1.0 - (counts["misses"] + counts["false_positives"] + counts["switches"]) / max(counts["objects"], 1)
     if not person_accs:
         person_accs = [mm.MOTAccumulator(auto_id=True)]
@@ -244,5 +246,6 @@ def _summarise(joint_scores, joint_tp, num_gt, joint_accs, person_accs, layout: 
         "num_gt_tracks": int(person["num_unique_objects"]),
         "ap_per_joint": {names[j]: round(float(ap[j]), 4) for j in range(k)},
         "mota_per_joint": {names[j]: round(float(mota_joint[j]), 4) for j in range(k)},
+        "objects_per_joint": {names[j]: objects_joint[j] for j in range(k)},  # MOTA = their weighted mean
         "joint_counts": counts,
     }
