@@ -38,7 +38,7 @@ def test_shipped_onnx_metadata():
     # chosen on the val split (weights/README.md: sweeps with `pavenet-eval --split val --set`), stored in both files
     th = info.thresholds
     assert th.new_track_thr == 0.3 and th.keep_thr == 0.55 and th.fuse_dist == 0.2 and th.merge_dist == 0.14 \
-        and th.reseat_dist == 0.03 and th.keypoint_thr == 0.45
+        and th.reseat_dist == 0.03 and th.keypoint_thr == 0.5
     assert Tracker.from_checkpoint(WEIGHTS / "pavenet-t.pt", "cpu").thresholds == info.thresholds
     assert json.loads(meta["keypoint_layout"])["keypoints"] == list(COCO17.keypoints)
 
