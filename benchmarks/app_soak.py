@@ -79,6 +79,7 @@ class Server:
     tmp: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
+    log: Path | None = None
 
     @property
     def url(self) -> str:
@@ -89,18 +90,25 @@ class Server:
                "GRADIO_ANALYTICS_ENABLED": "False"}
         cmd = [sys.executable, "-m", "app.cli", "--weights", self.weights, "--port", str(self.port),
                "--cache-minutes", str(self.cache_minutes), "--no-example"]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True)
+        # stderr to a file, not a pipe: nobody reads a pipe while jobs run, and a server whose
+        # log fills the pipe's 64 KiB blocks on its next write
+        self.log = self.tmp.with_name(self.tmp.name + ".log")  # beside the measured folder, not in it
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"pavenet-app exited: {self.proc.stderr.read()[-2000:]}")
+                raise RuntimeError(f"pavenet-app exited: {self.log_tail()}")
             try:
                 urllib.request.urlopen(self.url, timeout=2).close()
                 return
             except OSError:
                 time.sleep(0.5)
         raise RuntimeError("pavenet-app did not answer in time")
+
+    def log_tail(self, chars: int = 2000) -> str:
+        """The end of the server's stderr (for error messages)."""
+        return self.log.read_text(errors="replace")[-chars:] if self.log and self.log.exists() else ""
 
     def rss(self) -> float:
         return rss_mb(self.proc.pid)

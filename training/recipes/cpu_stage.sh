@@ -5,12 +5,13 @@
 #
 #   training/recipes/cpu_stage.sh FROM.pt WORKDIR [MINUTES] [SEED] [EXTRA pavenet-train ARGS...]
 #   e.g. training/recipes/cpu_stage.sh weights/stages/pavenet-t-448x352-s20.pt runs/c18 75 36
+#   (stage 22 ran at 512x384: LR=1.5e-4 ... s20.pt runs/c22 80 42 --set input_width=512 --set input_height=384)
 #   (extra args come last, so e.g. `--set input_width=384 --set input_height=288` overrides the size)
 #
 # Writes WORKDIR/last.pt (full checkpoint, resumable), WORKDIR/pavenet-t.onnx and WORKDIR/pavenet-t.pt
 # (slim, what --load-from takes next). Environment: LR (default 1e-4; 1.5e-4 in stages 9-17), BATCH (8), WORKERS (1).
 set -euo pipefail
-if [ $# -lt 2 ]; then sed -n '2,11p' "$0"; exit 2; fi
+if [ $# -lt 2 ]; then sed -n '2,12p' "$0"; exit 2; fi
 FROM=$1; W=$2; MINUTES=${3:-80}; SEED=${4:-0}
 shift $(( $# < 4 ? $# : 4 ))
 SETS=(--set pose_embed=mlp --set sigma_relative=false --set align_centres=false --set input_width=448
