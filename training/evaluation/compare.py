@@ -92,8 +92,12 @@ def compare_runs(folder_a: str | Path, folder_b: str | Path, block: int = 8, key
             continue
         row_b = rows_b[key]
         spec = row_a["data"].split("@")[0]
-        thr = [keypoint_thr if keypoint_thr is not None else r.get("keypoint_thr") for r in (row_a, row_b)]
-        if None in thr and (thr[0] is None or keypoint_thr_b is None):
+        thr_a, thr_b = (keypoint_thr if keypoint_thr is not None else r.get("keypoint_thr") for r in (row_a, row_b))
+        if keypoint_thr_b is not None:
+            thrs_b = [keypoint_thr_b] if isinstance(keypoint_thr_b, (int, float)) else list(keypoint_thr_b)
+        else:
+            thrs_b = [thr_b]
+        if thr_a is None or None in thrs_b:
             raise PavenetError(f"{spec}: the report does not record the keypoint threshold (older pavenet-eval): "
                                "pass --keypoint-thr")
         split = ra.get("split") or ("test" if spec.startswith("synthetic") else "val")
@@ -109,15 +113,11 @@ def compare_runs(folder_a: str | Path, folder_b: str | Path, block: int = 8, key
         if not res_a:
             raise PavenetError(f"{spec}: no videos")
         starts = range(0, len(res_a), block)
-        blocks_a = [objective(score(res_a[s:s + block], thr[0])) for s in starts]
-        metrics_a = score(res_a, thr[0])
-        if keypoint_thr_b is None:
-            thrs_b = [thr[1]]
-        else:
-            thrs_b = [keypoint_thr_b] if isinstance(keypoint_thr_b, (int, float)) else list(keypoint_thr_b)
+        blocks_a = [objective(score(res_a[s:s + block], thr_a)) for s in starts]
+        metrics_a = score(res_a, thr_a)
         for thr_b in thrs_b:
             pairs = [(a, objective(score(res_b[s:s + block], thr_b))) for a, s in zip(blocks_a, starts)]
-            out.append({"data": row_a["data"], "tracker": key[1], "keypoint_thr": (thr[0], thr_b), "a": metrics_a,
+            out.append({"data": row_a["data"], "tracker": key[1], "keypoint_thr": (thr_a, thr_b), "a": metrics_a,
                         "b": score(res_b, thr_b), "blocks": pairs, **_interval(pairs)})
     if not out:
         raise PavenetError("the two runs share no (data, tracker) row")
